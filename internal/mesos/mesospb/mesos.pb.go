@@ -405,7 +405,6 @@ const (
 	MasterInfo_Capability_UNKNOWN        MasterInfo_Capability_Type = 0
 	MasterInfo_Capability_AGENT_UPDATE   MasterInfo_Capability_Type = 1
 	MasterInfo_Capability_AGENT_DRAINING MasterInfo_Capability_Type = 2
-	MasterInfo_Capability_QUOTA_V2       MasterInfo_Capability_Type = 3
 )
 
 // Enum value maps for MasterInfo_Capability_Type.
@@ -414,13 +413,11 @@ var (
 		0: "UNKNOWN",
 		1: "AGENT_UPDATE",
 		2: "AGENT_DRAINING",
-		3: "QUOTA_V2",
 	}
 	MasterInfo_Capability_Type_value = map[string]int32{
 		"UNKNOWN":        0,
 		"AGENT_UPDATE":   1,
 		"AGENT_DRAINING": 2,
-		"QUOTA_V2":       3,
 	}
 )
 
@@ -8927,7 +8924,7 @@ const file_mesos_v1_mesos_proto_rawDesc = "" +
 	"RegionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x02(\tR\x04name\x1a\x1e\n" +
 	"\bZoneInfo\x12\x12\n" +
-	"\x04name\x18\x01 \x02(\tR\x04name\"\xc0\x03\n" +
+	"\x04name\x18\x01 \x02(\tR\x04name\"\xb2\x03\n" +
 	"\n" +
 	"MasterInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x02(\tR\x02id\x12\x0e\n" +
@@ -8938,15 +8935,14 @@ const file_mesos_v1_mesos_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12+\n" +
 	"\aaddress\x18\a \x01(\v2\x11.mesos.v1.AddressR\aaddress\x12,\n" +
 	"\x06domain\x18\b \x01(\v2\x14.mesos.v1.DomainInfoR\x06domain\x12C\n" +
-	"\fcapabilities\x18\t \x03(\v2\x1f.mesos.v1.MasterInfo.CapabilityR\fcapabilities\x1a\x8f\x01\n" +
+	"\fcapabilities\x18\t \x03(\v2\x1f.mesos.v1.MasterInfo.CapabilityR\fcapabilities\x1a\x81\x01\n" +
 	"\n" +
 	"Capability\x128\n" +
-	"\x04type\x18\x01 \x01(\x0e2$.mesos.v1.MasterInfo.Capability.TypeR\x04type\"G\n" +
+	"\x04type\x18\x01 \x01(\x0e2$.mesos.v1.MasterInfo.Capability.TypeR\x04type\"9\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x10\n" +
 	"\fAGENT_UPDATE\x10\x01\x12\x12\n" +
-	"\x0eAGENT_DRAINING\x10\x02\x12\f\n" +
-	"\bQUOTA_V2\x10\x03\"\x90\x04\n" +
+	"\x0eAGENT_DRAINING\x10\x02\"\x90\x04\n" +
 	"\tAgentInfo\x12\x1a\n" +
 	"\bhostname\x18\x01 \x02(\tR\bhostname\x12\x18\n" +
 	"\x04port\x18\b \x01(\x05:\x045051R\x04port\x120\n" +
