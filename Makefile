@@ -51,7 +51,7 @@ proto:
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go -Iproto \
 		--go_out=. --go_opt=module=github.com/k8sm/k8sm \
-		proto/mesos/v1/mesos.proto proto/mesos/v1/scheduler/scheduler.proto proto/mesos/v1/executor/executor.proto
+		proto/mesos/v1/mesos.proto proto/mesos/v1/scheduler/scheduler.proto proto/mesos/v1/executor/executor.proto proto/km/agent/v1/agent.proto
 
 clean:
 	rm -rf bin
