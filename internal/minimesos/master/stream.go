@@ -10,10 +10,11 @@ import (
 	"github.com/k8sm/k8sm/internal/mesos/recordio"
 )
 
-// streamBuffer is how many events may wait for a slow reader. A reader that
+// maxQueued is how many events may wait for a slow reader. A reader that
 // falls this far behind is disconnected (it can resubscribe); the master
-// never blocks on one client.
-const streamBuffer = 1 << 14
+// never blocks on one client. The queue grows only as needed, so thousands
+// of idle agent streams cost little.
+const maxQueued = 1 << 16
 
 // stream is one open RecordIO event stream (a framework's SUBSCRIBE or an
 // agent's REGISTER). Events are encoded by the master under its lock and
@@ -23,15 +24,21 @@ type stream struct {
 	enc codec.Encoding
 
 	mu     sync.Mutex
-	ch     chan []byte
+	queue  [][]byte
 	closed bool
-	// final is written after the queue drains, then the stream ends (the
-	// ERROR of a failed-over framework).
-	done chan struct{}
+	notify chan struct{} // capacity 1: "the queue or closed changed"
+	done   chan struct{}
 }
 
 func newStream(enc codec.Encoding) *stream {
-	return &stream{id: newUUID(), enc: enc, ch: make(chan []byte, streamBuffer), done: make(chan struct{})}
+	return &stream{id: newUUID(), enc: enc, notify: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (s *stream) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
 }
 
 // send queues an event. It reports false when the stream is closed or its
@@ -47,14 +54,14 @@ func (s *stream) send(ev proto.Message) bool {
 	if s.closed {
 		return false
 	}
-	select {
-	case s.ch <- b:
-		return true
-	default:
+	if len(s.queue) >= maxQueued {
 		s.closed = true
-		close(s.ch)
+		s.wake()
 		return false
 	}
+	s.queue = append(s.queue, b)
+	s.wake()
+	return true
 }
 
 // close ends the stream after the queued events are written.
@@ -63,7 +70,7 @@ func (s *stream) close() {
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
-		close(s.ch)
+		s.wake()
 	}
 }
 
@@ -73,6 +80,15 @@ func (s *stream) isClosed() bool {
 	return s.closed
 }
 
+// take returns the queued events and whether the stream is closed.
+func (s *stream) take() ([][]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queue
+	s.queue = nil
+	return q, s.closed
+}
+
 // serve writes the stream's events to w until the stream closes or the
 // client goes away; it returns true if the client went away first.
 func (s *stream) serve(w http.ResponseWriter, r *http.Request) (clientGone bool) {
@@ -80,37 +96,22 @@ func (s *stream) serve(w http.ResponseWriter, r *http.Request) (clientGone bool)
 	flusher, _ := w.(http.Flusher)
 	rw := recordio.NewWriter(w)
 	for {
-		select {
-		case b, ok := <-s.ch:
-			if !ok {
-				return false
-			}
+		batch, closed := s.take()
+		for _, b := range batch {
 			if err := rw.WriteRecord(b); err != nil {
 				s.close()
 				return true
 			}
-			// Write out everything already queued before flushing, so a
-			// burst (OFFERS for many agents) costs one flush.
-			for more := true; more; {
-				select {
-				case b, ok := <-s.ch:
-					if !ok {
-						if flusher != nil {
-							flusher.Flush()
-						}
-						return false
-					}
-					if err := rw.WriteRecord(b); err != nil {
-						s.close()
-						return true
-					}
-				default:
-					more = false
-				}
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
+		}
+		// One flush per batch: a burst (OFFERS for many agents) costs one.
+		if len(batch) > 0 && flusher != nil {
+			flusher.Flush()
+		}
+		if closed {
+			return false
+		}
+		select {
+		case <-s.notify:
 		case <-r.Context().Done():
 			s.close()
 			return true
