@@ -2,7 +2,6 @@ package schedclient
 
 import (
 	"context"
-	"crypto/rand"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -151,15 +150,4 @@ func (c *Client) UpdateFramework(ctx context.Context, info *mesospb.FrameworkInf
 	c.cfg.FrameworkInfo = info
 	c.mu.Unlock()
 	return nil
-}
-
-// NewUUID returns 16 random bytes shaped as a version-4 UUID.
-func NewUUID() []byte {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return b
 }

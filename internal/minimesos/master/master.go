@@ -12,7 +12,6 @@ package master
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"log"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
+	"github.com/k8sm/k8sm/internal/mesos/uuid"
 )
 
 // Version is what the master reports as its Mesos version: the release whose
@@ -233,32 +233,11 @@ func (m *Master) ListenAndServe(ctx context.Context, addr string) error {
 	return nil
 }
 
-// newUUID returns a random (version 4) UUID string.
-func newUUID() string {
-	b := newUUIDBytes()
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+func newUUID() string { return uuid.NewString() }
 
-// newUUIDBytes returns 16 random bytes shaped as a version-4 UUID.
-func newUUIDBytes() []byte {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return b
-}
+func newUUIDBytes() []byte { return uuid.New() }
 
-// validUUID is Mesos' check of an update uuid: 16 bytes of an RFC 4122
-// UUID of version 1 to 5.
-func validUUID(b []byte) bool {
-	if len(b) != 16 {
-		return false
-	}
-	v := b[6] >> 4
-	return v >= 1 && v <= 5
-}
+func validUUID(b []byte) bool { return uuid.Valid(b) }
 
 // packIP packs an IPv4 address as MasterInfo.ip does (network byte order
 // read as a little-endian integer: 127.0.0.1 is 16777343).
