@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
 )
@@ -44,14 +45,14 @@ func (s *state) accept(fw *framework, acc *schedulerpb.Call_Accept) {
 	role := offers[0].role
 	// The pool the operations draw from: the union of the offers, taken
 	// back from the offers now.
-	var pool Resources
+	var pool resources.Resources
 	for _, o := range offers {
-		pool = add(pool, o.res)
+		pool = resources.Add(pool, o.res)
 		s.removeOffer(o, false)
 	}
 	// removeOffer gave the resources back to the agent; the tasks launched
 	// below take theirs from the agent again.
-	pool = withAllocationRole(pool, role)
+	pool = resources.WithAllocationRole(pool, role)
 	for _, op := range acc.GetOperations() {
 		switch op.GetType() {
 		case mesospb.Offer_Operation_LAUNCH:
@@ -66,7 +67,7 @@ func (s *state) accept(fw *framework, acc *schedulerpb.Call_Accept) {
 			s.m.cfg.Logger.Printf("framework %s: offer operation %s is not supported by km's built-in master; ignored", fw.id, op.GetType())
 		}
 	}
-	s.addFilter(fw, role, a, withAllocationRole(pool, ""), acc.GetFilters(), now)
+	s.addFilter(fw, role, a, resources.WithAllocationRole(pool, ""), acc.GetFilters(), now)
 	s.metrics.offersAccepted += len(offers)
 }
 
@@ -122,7 +123,7 @@ func (fw *framework) lostOr(aware mesospb.TaskState) mesospb.TaskState {
 
 // launch validates one task and, if valid, records it as STAGING and sends
 // it to the agent. It returns what is left of the pool.
-func (s *state) launch(fw *framework, a *agent, role string, pool Resources, ti *mesospb.TaskInfo, group *mesospb.ExecutorInfo, now time.Time) Resources {
+func (s *state) launch(fw *framework, a *agent, role string, pool resources.Resources, ti *mesospb.TaskInfo, group *mesospb.ExecutorInfo, now time.Time) resources.Resources {
 	ti = proto.Clone(ti).(*mesospb.TaskInfo)
 	if msg := s.validateTask(fw, a, role, pool, ti); msg != "" {
 		s.taskError(fw, ti, mesospb.TaskStatus_REASON_TASK_INVALID, msg)
@@ -130,7 +131,7 @@ func (s *state) launch(fw *framework, a *agent, role string, pool Resources, ti 
 	}
 	s.fillExecutorFramework(fw, ti.GetExecutor())
 	need, newExec := s.taskNeeds(fw, a, role, ti.GetResources(), ti.GetExecutor())
-	pool = subtract(pool, need)
+	pool = resources.Subtract(pool, need)
 	t := s.addTask(fw, a, role, ti, newExec)
 	s.sendAgent(a, &agentpb.Event{
 		Type:    agentpb.Event_RUN_TASK.Enum(),
@@ -143,11 +144,11 @@ func (s *state) launch(fw *framework, a *agent, role string, pool Resources, ti 
 
 // launchGroup validates a task group as a whole: one invalid task fails
 // them all (REASON_TASK_GROUP_INVALID), as in Mesos.
-func (s *state) launchGroup(fw *framework, a *agent, role string, pool Resources, lg *mesospb.Offer_Operation_LaunchGroup, now time.Time) Resources {
+func (s *state) launchGroup(fw *framework, a *agent, role string, pool resources.Resources, lg *mesospb.Offer_Operation_LaunchGroup, now time.Time) resources.Resources {
 	ex := proto.Clone(lg.GetExecutor()).(*mesospb.ExecutorInfo)
 	s.fillExecutorFramework(fw, ex)
 	tasks := lg.GetTaskGroup().GetTasks()
-	fail := func(msg string) Resources {
+	fail := func(msg string) resources.Resources {
 		for _, ti := range tasks {
 			s.taskError(fw, ti, mesospb.TaskStatus_REASON_TASK_GROUP_INVALID, msg)
 		}
@@ -165,7 +166,7 @@ func (s *state) launchGroup(fw *framework, a *agent, role string, pool Resources
 	if ex.GetContainer().GetType() == mesospb.ContainerInfo_DOCKER {
 		return fail("Docker ContainerInfo is not supported on the executor")
 	}
-	var all Resources
+	var all resources.Resources
 	ids := map[string]bool{}
 	for _, ti := range tasks {
 		if ti.Executor != nil {
@@ -178,16 +179,16 @@ func (s *state) launchGroup(fw *framework, a *agent, role string, pool Resources
 		if msg := s.validateTaskBasics(fw, a, role, ti); msg != "" {
 			return fail(msg)
 		}
-		all = add(all, withAllocationRole(ti.GetResources(), role))
+		all = resources.Add(all, resources.WithAllocationRole(ti.GetResources(), role))
 	}
 	if msg := s.validateExecutor(fw, a, ex); msg != "" {
 		return fail(msg)
 	}
 	need, newExec := s.taskNeeds(fw, a, role, all, ex)
-	if !contains(pool, need) {
-		return fail(fmt.Sprintf("Total resources %s required by task group and its executor are more than available %s", describe(need), describe(pool)))
+	if !resources.Contains(pool, need) {
+		return fail(fmt.Sprintf("Total resources %s required by task group and its executor are more than available %s", resources.Describe(need), resources.Describe(pool)))
 	}
-	pool = subtract(pool, need)
+	pool = resources.Subtract(pool, need)
 	for i, ti := range tasks {
 		ti = proto.Clone(ti).(*mesospb.TaskInfo)
 		ti.Executor = ex
@@ -213,20 +214,20 @@ func (s *state) fillExecutorFramework(fw *framework, ex *mesospb.ExecutorInfo) {
 
 // taskNeeds is what a task takes from the pool: its resources, plus its
 // executor's when that executor is not running on the agent yet.
-func (s *state) taskNeeds(fw *framework, a *agent, role string, taskRes Resources, ex *mesospb.ExecutorInfo) (Resources, bool) {
-	need := withAllocationRole(taskRes, role)
+func (s *state) taskNeeds(fw *framework, a *agent, role string, taskRes resources.Resources, ex *mesospb.ExecutorInfo) (resources.Resources, bool) {
+	need := resources.WithAllocationRole(taskRes, role)
 	if ex == nil {
 		return need, false
 	}
 	if _, running := a.executors[fw.id][ex.GetExecutorId().GetValue()]; running {
 		return need, false
 	}
-	return add(need, withAllocationRole(ex.GetResources(), role)), true
+	return resources.Add(need, resources.WithAllocationRole(ex.GetResources(), role)), true
 }
 
 // validateTask is Mesos' task validation for LAUNCH, in its order, with its
 // messages.
-func (s *state) validateTask(fw *framework, a *agent, role string, pool Resources, ti *mesospb.TaskInfo) string {
+func (s *state) validateTask(fw *framework, a *agent, role string, pool resources.Resources, ti *mesospb.TaskInfo) string {
 	if msg := s.validateTaskBasics(fw, a, role, ti); msg != "" {
 		return msg
 	}
@@ -245,8 +246,8 @@ func (s *state) validateTask(fw *framework, a *agent, role string, pool Resource
 		}
 	}
 	need, _ := s.taskNeeds(fw, a, role, ti.GetResources(), ti.GetExecutor())
-	if !contains(pool, need) {
-		return fmt.Sprintf("Total resources %s required by task and its executor is more than available %s", describe(need), describe(pool))
+	if !resources.Contains(pool, need) {
+		return fmt.Sprintf("Total resources %s required by task and its executor is more than available %s", resources.Describe(need), resources.Describe(pool))
 	}
 	return ""
 }
@@ -302,7 +303,7 @@ func sameExecutor(a, b *mesospb.ExecutorInfo) bool {
 		return c
 	}
 	return proto.Equal(norm(a), norm(b)) &&
-		equalResources(withAllocationRole(a.GetResources(), ""), withAllocationRole(b.GetResources(), ""))
+		resources.Equal(resources.WithAllocationRole(a.GetResources(), ""), resources.WithAllocationRole(b.GetResources(), ""))
 }
 
 // validateID is Mesos' common ID validation (task and executor IDs).
@@ -338,7 +339,7 @@ func (s *state) taskError(fw *framework, ti *mesospb.TaskInfo, reason mesospb.Ta
 
 // addTask records a valid task as STAGING on the agent and the framework.
 func (s *state) addTask(fw *framework, a *agent, role string, ti *mesospb.TaskInfo, newExecutor bool) *task {
-	res := withAllocationRole(ti.GetResources(), "")
+	res := resources.WithAllocationRole(ti.GetResources(), "")
 	t := &task{
 		fw:    fw,
 		agent: a.id,
@@ -350,7 +351,7 @@ func (s *state) addTask(fw *framework, a *agent, role string, ti *mesospb.TaskIn
 			FrameworkId: fwID(fw.id),
 			AgentId:     ti.AgentId,
 			State:       mesospb.TaskState_TASK_STAGING.Enum(),
-			Resources:   withAllocationRole(ti.GetResources(), role),
+			Resources:   resources.WithAllocationRole(ti.GetResources(), role),
 			Labels:      ti.Labels,
 			Discovery:   ti.Discovery,
 			Container:   ti.Container,
@@ -372,14 +373,14 @@ func (s *state) addTask(fw *framework, a *agent, role string, ti *mesospb.TaskIn
 		a.tasks[fw.id] = map[string]*task{}
 	}
 	a.tasks[fw.id][ti.GetTaskId().GetValue()] = t
-	a.free = subtract(a.free, res)
+	a.free = resources.Subtract(a.free, res)
 	fw.allocated.add(role, res)
 	s.metrics.tasksStaging++
 	return t
 }
 
 func (s *state) addExecutor(fw *framework, a *agent, role string, ex *mesospb.ExecutorInfo) {
-	res := withAllocationRole(ex.GetResources(), "")
+	res := resources.WithAllocationRole(ex.GetResources(), "")
 	if a.executors[fw.id] == nil {
 		a.executors[fw.id] = map[string]*executor{}
 	}
@@ -388,7 +389,7 @@ func (s *state) addExecutor(fw *framework, a *agent, role string, ex *mesospb.Ex
 		fw.executors[a.id] = map[string]*mesospb.ExecutorInfo{}
 	}
 	fw.executors[a.id][ex.GetExecutorId().GetValue()] = ex
-	a.free = subtract(a.free, res)
+	a.free = resources.Subtract(a.free, res)
 	fw.allocated.add(role, res)
 }
 
@@ -400,7 +401,7 @@ func (s *state) removeExecutor(a *agent, fwid, execID string) {
 		return
 	}
 	delete(a.executors[fwid], execID)
-	a.free = add(a.free, e.res)
+	a.free = resources.Add(a.free, e.res)
 	if fw := s.frameworks[fwid]; fw != nil {
 		delete(fw.executors[a.id], execID)
 		fw.allocated.sub(e.role, e.res)

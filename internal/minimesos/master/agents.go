@@ -3,12 +3,14 @@ package master
 import (
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
 )
@@ -99,13 +101,13 @@ func (s *state) register(call *agentpb.Call, st *stream) *agentpb.Event {
 
 // agentResources are the agent's total resources, unreserved ones with role
 // "*" as Mesos offers them.
-func agentResources(info *mesospb.AgentInfo) (Resources, string) {
-	r := withAllocationRole(info.GetResources(), "")
-	if scalar(r, "cpus") <= 0 && scalar(r, "mem") <= 0 {
+func agentResources(info *mesospb.AgentInfo) (resources.Resources, string) {
+	r := resources.WithAllocationRole(info.GetResources(), "")
+	if resources.Scalar(r, "cpus") <= 0 && resources.Scalar(r, "mem") <= 0 {
 		// Mesos never offers such an agent; say why it is useless.
 		return nil, "agent " + info.GetHostname() + " has neither cpus nor mem; start it with --resources (e.g. cpus:2;mem:4096)"
 	}
-	return normalizeRoles(r), ""
+	return resources.Normalize(r), ""
 }
 
 // reconcileAgentState rebuilds what runs on an agent from its
@@ -155,20 +157,20 @@ func (s *state) reconcileAgentState(a *agent, reg *agentpb.Call_Register) {
 		if a.executors[fid][ex.GetExecutorId().GetValue()] != nil {
 			continue
 		}
-		role := allocationRole(ex.GetResources())
+		role := resources.AllocationRole(ex.GetResources())
 		if role == "" {
 			role = frameworkRole(infos[fid])
 		}
 		if a.executors[fid] == nil {
 			a.executors[fid] = map[string]*executor{}
 		}
-		a.executors[fid][ex.GetExecutorId().GetValue()] = &executor{info: ex, res: withAllocationRole(ex.GetResources(), ""), role: role}
+		a.executors[fid][ex.GetExecutorId().GetValue()] = &executor{info: ex, res: resources.WithAllocationRole(ex.GetResources(), ""), role: role}
 		if fw := s.frameworks[fid]; fw != nil {
 			if fw.executors[a.id] == nil {
 				fw.executors[a.id] = map[string]*mesospb.ExecutorInfo{}
 			}
 			fw.executors[a.id][ex.GetExecutorId().GetValue()] = ex
-			fw.allocated.add(role, withAllocationRole(ex.GetResources(), ""))
+			fw.allocated.add(role, resources.WithAllocationRole(ex.GetResources(), ""))
 		}
 		a.frameworks[fid] = true
 	}
@@ -188,11 +190,11 @@ func (s *state) reconcileAgentState(a *agent, reg *agentpb.Call_Register) {
 			if a.tasks[fid][tid] != nil || isTerminal(rt.GetState()) {
 				continue
 			}
-			role := allocationRole(rt.GetResources())
+			role := resources.AllocationRole(rt.GetResources())
 			if role == "" {
 				role = frameworkRole(infos[fid])
 			}
-			t := &task{agent: a.id, role: role, res: withAllocationRole(rt.GetResources(), ""), t: proto.Clone(rt).(*mesospb.Task)}
+			t := &task{agent: a.id, role: role, res: resources.WithAllocationRole(rt.GetResources(), ""), t: proto.Clone(rt).(*mesospb.Task)}
 			t.latest = &mesospb.TaskStatus{TaskId: rt.TaskId, State: rt.State, Source: mesospb.TaskStatus_SOURCE_AGENT.Enum(), AgentId: &mesospb.AgentID{Value: proto.String(a.id)}, ExecutorId: rt.ExecutorId}
 			if n := len(rt.GetStatuses()); n > 0 {
 				t.latest = proto.Clone(rt.GetStatuses()[n-1]).(*mesospb.TaskStatus)
@@ -221,13 +223,13 @@ func (s *state) reconcileAgentState(a *agent, reg *agentpb.Call_Register) {
 	for _, tasks := range a.tasks {
 		for _, t := range tasks {
 			if !t.terminalReceived {
-				free = subtract(free, t.res)
+				free = resources.Subtract(free, t.res)
 			}
 		}
 	}
 	for _, execs := range a.executors {
 		for _, e := range execs {
-			free = subtract(free, e.res)
+			free = resources.Subtract(free, e.res)
 		}
 	}
 	a.free = free
@@ -406,7 +408,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	for k := range m {
 		out = append(out, k)
 	}
-	sortStrings(out)
+	sort.Strings(out)
 	return out
 }
 

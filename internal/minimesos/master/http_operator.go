@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 )
 
 // The operator endpoints answer GET in the JSON shapes of Mesos 1.11's
@@ -43,9 +45,9 @@ func secs(t time.Time) float64 {
 // resourcesJSON renders resources as Mesos' operator endpoints do: scalars
 // summed by name (cpus, mem, disk, gpus always present), ranges and sets as
 // strings.
-func resourcesJSON(r Resources) map[string]any {
+func resourcesJSON(r resources.Resources) map[string]any {
 	out := map[string]any{"cpus": 0.0, "mem": 0.0, "disk": 0.0, "gpus": 0.0}
-	for name, v := range summarize(r) {
+	for name, v := range resources.Summarize(r) {
 		out[name] = v
 	}
 	return out
@@ -74,7 +76,7 @@ func (s *state) taskJSON(t *mesospb.Task, role string) map[string]any {
 		"executor_id":  t.GetExecutorId().GetValue(),
 		"slave_id":     t.GetAgentId().GetValue(),
 		"state":        t.GetState().String(),
-		"resources":    resourcesJSON(withAllocationRole(t.GetResources(), "")),
+		"resources":    resourcesJSON(resources.WithAllocationRole(t.GetResources(), "")),
 		"role":         role,
 		"statuses":     statuses,
 	}
@@ -92,7 +94,7 @@ func (s *state) frameworkJSON(fw *framework, active bool) map[string]any {
 	for _, c := range fw.info.GetCapabilities() {
 		caps = append(caps, c.GetType().String())
 	}
-	var used, offered Resources
+	var used, offered resources.Resources
 	tasks, unreachable := []any{}, []any{}
 	for _, id := range sortedKeys(fw.tasks) {
 		t := fw.tasks[id]
@@ -102,7 +104,7 @@ func (s *state) frameworkJSON(fw *framework, active bool) map[string]any {
 		}
 		tasks = append(tasks, s.taskJSON(t.t, t.role))
 		if !t.terminalReceived {
-			used = add(used, t.res)
+			used = resources.Add(used, t.res)
 		}
 	}
 	completed := []any{}
@@ -112,8 +114,8 @@ func (s *state) frameworkJSON(fw *framework, active bool) map[string]any {
 	offers := []any{}
 	for _, id := range sortedKeys(fw.offers) {
 		o := fw.offers[id]
-		plain := withAllocationRole(o.res, "")
-		offered = add(offered, plain)
+		plain := resources.WithAllocationRole(o.res, "")
+		offered = resources.Add(offered, plain)
 		offers = append(offers, map[string]any{
 			"id": o.id, "framework_id": fw.id, "slave_id": o.agent.id,
 			"allocation_info": map[string]any{"role": o.role},
@@ -129,9 +131,9 @@ func (s *state) frameworkJSON(fw *framework, active bool) map[string]any {
 				"name":         ex.GetName(),
 				"framework_id": fw.id,
 				"slave_id":     agentID,
-				"resources":    resourcesJSON(withAllocationRole(ex.GetResources(), "")),
+				"resources":    resourcesJSON(resources.WithAllocationRole(ex.GetResources(), "")),
 			})
-			used = add(used, withAllocationRole(ex.GetResources(), ""))
+			used = resources.Add(used, resources.WithAllocationRole(ex.GetResources(), ""))
 		}
 	}
 	roles := fw.roles
@@ -144,7 +146,7 @@ func (s *state) frameworkJSON(fw *framework, active bool) map[string]any {
 		"pid":               "",
 		"used_resources":    resourcesJSON(used),
 		"offered_resources": resourcesJSON(offered),
-		"resources":         resourcesJSON(add(used, offered)),
+		"resources":         resourcesJSON(resources.Add(used, offered)),
 		"capabilities":      caps,
 		"hostname":          fw.info.GetHostname(),
 		"webui_url":         fw.info.GetWebuiUrl(),
@@ -176,20 +178,20 @@ func (s *state) agentJSON(a *agent) map[string]any {
 		case mesospb.Value_TEXT:
 			attrs[at.GetName()] = at.GetText().GetValue()
 		case mesospb.Value_RANGES:
-			attrs[at.GetName()] = rangesString(at.GetRanges())
+			attrs[at.GetName()] = resources.AttributeString(at)
 		case mesospb.Value_SET:
-			attrs[at.GetName()] = "{" + joinStrings(at.GetSet().GetItem(), ",") + "}"
+			attrs[at.GetName()] = "{" + strings.Join(at.GetSet().GetItem(), ",") + "}"
 		}
 	}
-	var offered Resources
+	var offered resources.Resources
 	for _, o := range s.offers {
 		if o.agent == a {
-			offered = add(offered, withAllocationRole(o.res, ""))
+			offered = resources.Add(offered, resources.WithAllocationRole(o.res, ""))
 		}
 	}
-	used := subtract(subtract(a.total, a.free), offered)
+	used := resources.Subtract(resources.Subtract(a.total, a.free), offered)
 	reserved := map[string]any{}
-	for role, r := range reservedByRole(a.total) {
+	for role, r := range resources.ReservedByRole(a.total) {
 		reserved[role] = resourcesJSON(r)
 	}
 	caps := []string{}
@@ -209,7 +211,7 @@ func (s *state) agentJSON(a *agent) map[string]any {
 		"used_resources":       resourcesJSON(used),
 		"offered_resources":    resourcesJSON(offered),
 		"reserved_resources":   reserved,
-		"unreserved_resources": resourcesJSON(unreserved(a.total)),
+		"unreserved_resources": resourcesJSON(resources.Unreserved(a.total)),
 		"active":               a.stream != nil,
 		"deactivated":          false,
 		"version":              a.version,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
 )
@@ -107,7 +108,7 @@ func TestOffersDeclineReviveSuppress(t *testing.T) {
 			if o.GetAgentId().GetValue() != a.id || o.GetAllocationInfo().GetRole() != "*" {
 				t.Fatalf("offer %v", o)
 			}
-			if got := scalar(o.GetResources(), "cpus"); got != 4 {
+			if got := resources.Scalar(o.GetResources(), "cpus"); got != 4 {
 				t.Fatalf("offered cpus %v", got)
 			}
 			for _, r := range o.GetResources() {
@@ -164,7 +165,7 @@ func TestDefaultDeclineFilterAndSubsetRule(t *testing.T) {
 		t.Fatalf("update %v", st)
 	}
 	h.tick(time.Second)
-	if got := scalar(s.offers()[0].GetResources(), "cpus"); got != 4 {
+	if got := resources.Scalar(s.offers()[0].GetResources(), "cpus"); got != 4 {
 		t.Fatalf("freed resources break the filter: offered %v cpus", got)
 	}
 }
@@ -341,7 +342,7 @@ func TestExecutorCompatibility(t *testing.T) {
 	h.tick(6 * time.Second)
 	o = s.offers()[0]
 	// The executor's resources were taken once: 4 - 2*0.5 - 0.25.
-	if got := scalar(o.GetResources(), "cpus"); got != 2.75 {
+	if got := resources.Scalar(o.GetResources(), "cpus"); got != 2.75 {
 		t.Fatalf("offered cpus %v, want 2.75", got)
 	}
 	if len(o.GetExecutorIds()) != 1 || o.GetExecutorIds()[0].GetValue() != "km-executor" {
@@ -556,7 +557,7 @@ func TestMasterRestartAgentReregistersWithTasks(t *testing.T) {
 		t.Fatalf("task after master restart: %v", st)
 	}
 	// Its resources are in use: the offer lacks them.
-	if got := scalar(s2.offers()[0].GetResources(), "cpus"); got != 3 {
+	if got := resources.Scalar(s2.offers()[0].GetResources(), "cpus"); got != 3 {
 		t.Fatalf("offered %v cpus, want 3", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 )
 
@@ -78,10 +79,10 @@ func (m *Master) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	running, staging, starting, killing, unreachable := 0, 0, 0, 0, 0
-	var total, used Resources
+	var total, used resources.Resources
 	for _, a := range s.agents {
-		total = add(total, a.total)
-		used = add(used, subtract(a.total, a.free))
+		total = resources.Add(total, a.total)
+		used = resources.Add(used, resources.Subtract(a.total, a.free))
 	}
 	for _, fw := range s.frameworks {
 		for _, t := range fw.tasks {
@@ -134,7 +135,7 @@ func (m *Master) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		f("master/task_updates/"+k, v)
 	}
 	for _, name := range []string{"cpus", "mem", "disk", "gpus"} {
-		t, u := scalar(total, name), scalar(used, name)
+		t, u := resources.Scalar(total, name), resources.Scalar(used, name)
 		out["master/"+name+"_total"] = t
 		out["master/"+name+"_used"] = u
 		if t > 0 {

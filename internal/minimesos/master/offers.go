@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 )
 
@@ -57,7 +58,7 @@ func (s *state) allocate(now time.Time) {
 	pending := map[*framework][]*offer{}
 	for i := range ids {
 		a := s.agents[ids[(first+i)%len(ids)]]
-		if a.stream == nil || isEmpty(a.free) {
+		if a.stream == nil || resources.IsEmpty(a.free) {
 			continue
 		}
 		// Roles in order of their current dominant share.
@@ -65,7 +66,7 @@ func (s *state) allocate(now time.Time) {
 			return s.roleShare(roles[i], totals) < s.roleShare(roles[j], totals)
 		})
 		for _, role := range roles {
-			avail := allocatableTo(a.free, role)
+			avail := resources.AllocatableTo(a.free, role)
 			if !minAllocatable(avail) {
 				continue
 			}
@@ -96,15 +97,15 @@ func (s *state) allocate(now time.Time) {
 
 // minAllocatable is Mesos' default --min_allocatable_resources
 // (cpus:0.01|mem:32): an offer must carry at least one of them.
-func minAllocatable(r Resources) bool {
-	return scalar(r, "cpus") >= 0.01 || scalar(r, "mem") >= 32
+func minAllocatable(r resources.Resources) bool {
+	return resources.Scalar(r, "cpus") >= 0.01 || resources.Scalar(r, "mem") >= 32
 }
 
 func (s *state) clusterTotals() map[string]float64 {
 	t := map[string]float64{}
 	for _, a := range s.agents {
 		for _, name := range drfResources {
-			t[name] += scalar(a.total, name)
+			t[name] += resources.Scalar(a.total, name)
 		}
 	}
 	return t
@@ -138,17 +139,17 @@ func (rs *resourceSums) addScalar(role, name string, v float64) {
 	rs.m[role][name] += v
 }
 
-func (rs *resourceSums) add(role string, r Resources) {
+func (rs *resourceSums) add(role string, r resources.Resources) {
 	for _, name := range drfResources {
-		if v := scalar(r, name); v != 0 {
+		if v := resources.Scalar(r, name); v != 0 {
 			rs.addScalar(role, name, v)
 		}
 	}
 }
 
-func (rs *resourceSums) sub(role string, r Resources) {
+func (rs *resourceSums) sub(role string, r resources.Resources) {
 	for _, name := range drfResources {
-		if v := scalar(r, name); v != 0 {
+		if v := resources.Scalar(r, name); v != 0 {
 			rs.addScalar(role, name, -v)
 			if rs.m[role][name] < 1e-9 {
 				rs.m[role][name] = 0
@@ -176,7 +177,7 @@ func (rs *resourceSums) share(role string, totals map[string]float64) float64 {
 
 // filtered reports whether a refuse filter of fw covers what the agent
 // offers now (Mesos' subset rule: new or larger resources break it early).
-func (s *state) filtered(fw *framework, role string, a *agent, avail Resources, now time.Time) bool {
+func (s *state) filtered(fw *framework, role string, a *agent, avail resources.Resources, now time.Time) bool {
 	f := fw.filters[filterKey{role, a.id}]
 	if f == nil {
 		return false
@@ -185,7 +186,7 @@ func (s *state) filtered(fw *framework, role string, a *agent, avail Resources, 
 		delete(fw.filters, filterKey{role, a.id})
 		return false
 	}
-	return contains(f.refused, avail)
+	return resources.Contains(f.refused, avail)
 }
 
 func (s *state) expireFilters(now time.Time) {
@@ -202,7 +203,7 @@ func (s *state) expireFilters(now time.Time) {
 // left unused. refuse_seconds 0 installs none; negative means the default;
 // large values are capped at a year; the filter lasts at least one
 // allocation interval.
-func (s *state) addFilter(fw *framework, role string, a *agent, refused Resources, filters *mesospb.Filters, now time.Time) {
+func (s *state) addFilter(fw *framework, role string, a *agent, refused resources.Resources, filters *mesospb.Filters, now time.Time) {
 	secs := defaultRefuseSeconds
 	if filters != nil {
 		secs = filters.GetRefuseSeconds() // proto2 default 5 when unset
@@ -210,7 +211,7 @@ func (s *state) addFilter(fw *framework, role string, a *agent, refused Resource
 	if secs < 0 {
 		secs = defaultRefuseSeconds
 	}
-	if secs == 0 || isEmpty(refused) {
+	if secs == 0 || resources.IsEmpty(refused) {
 		return
 	}
 	if secs > maxRefuseSeconds {
@@ -223,7 +224,7 @@ func (s *state) addFilter(fw *framework, role string, a *agent, refused Resource
 	key := filterKey{role, a.id}
 	if old := fw.filters[key]; old != nil && now.Before(old.expires) {
 		// Refusing more keeps the union of both refusals.
-		refused = add(old.refused, refused)
+		refused = resources.Add(old.refused, refused)
 		if old.expires.After(now.Add(d)) {
 			d = old.expires.Sub(now)
 		}
@@ -231,19 +232,19 @@ func (s *state) addFilter(fw *framework, role string, a *agent, refused Resource
 	fw.filters[key] = &filter{refused: refused, expires: now.Add(d)}
 }
 
-func (s *state) makeOffer(fw *framework, a *agent, role string, res Resources, now time.Time) *offer {
+func (s *state) makeOffer(fw *framework, a *agent, role string, res resources.Resources, now time.Time) *offer {
 	o := &offer{
 		id:      fmt.Sprintf("%s-O%d", s.m.id, s.offerSeq),
 		fw:      fw,
 		agent:   a,
 		role:    role,
-		res:     withAllocationRole(res, role),
+		res:     resources.WithAllocationRole(res, role),
 		created: now,
 	}
 	s.offerSeq++
 	s.offers[o.id] = o
 	fw.offers[o.id] = o
-	a.free = subtract(a.free, res)
+	a.free = resources.Subtract(a.free, res)
 	fw.allocated.add(role, res)
 	return o
 }
@@ -261,7 +262,7 @@ func (s *state) offerProto(o *offer) *mesospb.Offer {
 	res := o.res
 	if !o.fw.multiRole {
 		// Frameworks without MULTI_ROLE see no allocation_info (Mesos 1.11).
-		res = withAllocationRole(res, "")
+		res = resources.WithAllocationRole(res, "")
 	} else {
 		p.AllocationInfo = &mesospb.Resource_AllocationInfo{Role: proto.String(o.role)}
 	}
@@ -295,8 +296,8 @@ func (s *state) removeOffer(o *offer, rescind bool) {
 	}
 	delete(s.offers, o.id)
 	delete(o.fw.offers, o.id)
-	plain := withAllocationRole(o.res, "")
-	o.agent.free = add(o.agent.free, plain)
+	plain := resources.WithAllocationRole(o.res, "")
+	o.agent.free = resources.Add(o.agent.free, plain)
 	o.fw.allocated.sub(o.role, plain)
 	if rescind {
 		s.metrics.offersRescinded++
@@ -329,7 +330,7 @@ func (s *state) decline(fw *framework, offerIDs []*mesospb.OfferID, filters *mes
 			continue // unknown or already gone: Mesos ignores it
 		}
 		s.removeOffer(o, false)
-		s.addFilter(fw, o.role, o.agent, withAllocationRole(o.res, ""), filters, now)
+		s.addFilter(fw, o.role, o.agent, resources.WithAllocationRole(o.res, ""), filters, now)
 		s.metrics.offersDeclined++
 	}
 }

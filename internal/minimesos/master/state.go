@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
 )
@@ -73,7 +74,7 @@ type framework struct {
 type filterKey struct{ role, agent string }
 
 type filter struct {
-	refused Resources
+	refused resources.Resources
 	expires time.Time
 }
 
@@ -83,7 +84,7 @@ type task struct {
 	agent string
 	role  string
 	// resources the task holds on its agent, freed by a terminal update.
-	res Resources
+	res resources.Resources
 	// latest is the latest status (what reconciliation reports).
 	latest *mesospb.TaskStatus
 	// terminalReceived: resources already freed; the task is removed when
@@ -99,10 +100,10 @@ type agent struct {
 	version  string
 	caps     []*mesospb.AgentInfo_Capability
 
-	total Resources
+	total resources.Resources
 	// free is what can still be offered: total minus offers, tasks and
 	// executors.
-	free Resources
+	free resources.Resources
 
 	stream       *stream
 	pingSeq      uint64
@@ -123,7 +124,7 @@ type agent struct {
 
 type executor struct {
 	info *mesospb.ExecutorInfo
-	res  Resources
+	res  resources.Resources
 	role string
 }
 
@@ -132,7 +133,7 @@ type offer struct {
 	fw      *framework
 	agent   *agent
 	role    string
-	res     Resources
+	res     resources.Resources
 	created time.Time
 }
 

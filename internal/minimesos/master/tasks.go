@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
 )
@@ -58,7 +59,7 @@ func (s *state) applyStatus(t *task, st *mesospb.TaskStatus) {
 	if isTerminal(st.GetState()) && !t.terminalReceived {
 		t.terminalReceived = true
 		if a := s.agents[t.agent]; a != nil && a.tasks[t.fw.id][t.t.GetTaskId().GetValue()] == t {
-			a.free = add(a.free, t.res)
+			a.free = resources.Add(a.free, t.res)
 		}
 		t.fw.allocated.sub(t.role, t.res)
 		s.metrics.countTerminal(st.GetState())
