@@ -55,11 +55,8 @@ func parseItem(item, defaultRole string) (*mesospb.Resource, error) {
 			return nil, errorf("bad resource %q: empty role in parentheses", item)
 		}
 	}
-	if name == "" {
-		return nil, errorf("bad resource %q: empty name", item)
-	}
-	if strings.ContainsAny(name, " \t[]{}()") {
-		return nil, errorf("bad resource %q: %q is not a resource name", item, name)
+	if err := checkName(name, role); err != nil {
+		return nil, errorf("bad resource %q: %v", item, err)
 	}
 	value = strings.TrimSpace(value)
 	switch {
@@ -149,8 +146,8 @@ func parseJSON(s, defaultRole string) (Resources, error) {
 		if role == "" {
 			role = defaultRole
 		}
-		if it.Name == "" {
-			return nil, errorf("bad --resources JSON: item %d has no name", i)
+		if err := checkName(it.Name, role); err != nil {
+			return nil, errorf("bad --resources JSON: item %d: %v", i, err)
 		}
 		switch strings.ToUpper(it.Type) {
 		case "SCALAR":
@@ -241,4 +238,20 @@ func AttributeString(a *mesospb.Attribute) string {
 		return a.GetText().GetValue()
 	}
 	return ""
+}
+
+// checkName refuses names and roles that cannot be written back in the
+// flag syntax (Mesos' role rules are stricter still).
+func checkName(name, role string) error {
+	const bad = " \t\r\n;:()[]{},"
+	if name == "" {
+		return errorf("empty name")
+	}
+	if strings.ContainsAny(name, bad) {
+		return errorf("%q is not a resource name (no spaces or ;:()[]{},)", name)
+	}
+	if role == "" || strings.ContainsAny(role, bad) || role == "." || role == ".." {
+		return errorf("%q is not a role name", role)
+	}
+	return nil
 }
