@@ -99,6 +99,11 @@ func appendMessage(b []byte, m protoreflect.Message) []byte {
 		default:
 			continue
 		}
+		if !fd.IsList() && !fd.IsMap() && fd.Kind() == protoreflect.EnumKind && fd.Enum().Values().ByNumber(v.Enum()) == nil {
+			// A value this schema does not name (a newer Mesos): Mesos
+			// leaves such fields out of its JSON, and so do we.
+			continue
+		}
 		if n > 0 {
 			b = append(b, ',')
 		}
@@ -109,10 +114,15 @@ func appendMessage(b []byte, m protoreflect.Message) []byte {
 		case fd.IsList():
 			l := v.List()
 			b = append(b, '[')
+			written := 0
 			for j := 0; j < l.Len(); j++ {
-				if j > 0 {
+				if fd.Kind() == protoreflect.EnumKind && fd.Enum().Values().ByNumber(l.Get(j).Enum()) == nil {
+					continue
+				}
+				if written > 0 {
 					b = append(b, ',')
 				}
+				written++
 				b = appendSingular(b, fd, l.Get(j))
 			}
 			b = append(b, ']')
