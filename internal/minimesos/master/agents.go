@@ -13,6 +13,7 @@ import (
 	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
 )
 
 // Registry keeps the IDs of admitted agents across master restarts, as
@@ -28,7 +29,7 @@ type Registry interface {
 // shut down. On success REGISTERED is queued on st (before anything the
 // re-registration makes the master send) and nil is returned; otherwise the
 // returned event (SHUTDOWN or ERROR) is the only one the stream gets.
-func (s *state) register(call *agentpb.Call, st *stream) *agentpb.Event {
+func (s *state) register(call *agentpb.Call, st *eventstream.Stream) *agentpb.Event {
 	now := s.now()
 	reg := call.GetRegister()
 	id := call.GetAgentId().GetValue()
@@ -71,7 +72,7 @@ func (s *state) register(call *agentpb.Call, st *stream) *agentpb.Event {
 	} else {
 		a.reregistered = now
 		if a.stream != nil && a.stream != st {
-			a.stream.close()
+			a.stream.Close()
 		}
 	}
 	info := proto.Clone(reg.GetAgentInfo()).(*mesospb.AgentInfo)
@@ -84,7 +85,7 @@ func (s *state) register(call *agentpb.Call, st *stream) *agentpb.Event {
 	a.lastPong = now
 	a.missedPings = 0
 	a.total = total
-	st.send(&agentpb.Event{
+	st.Send(&agentpb.Event{
 		Type: agentpb.Event_REGISTERED.Enum(),
 		Registered: &agentpb.Event_Registered{
 			AgentId:            &mesospb.AgentID{Value: proto.String(id)},
@@ -338,8 +339,8 @@ func (s *state) removeAgent(a *agent, now time.Time) {
 		}
 	}
 	if a.stream != nil {
-		a.stream.send(&agentpb.Event{Type: agentpb.Event_SHUTDOWN.Enum(), Shutdown: &agentpb.Event_Shutdown{Message: proto.String("Agent removed by the master: health check timed out")}})
-		a.stream.close()
+		a.stream.Send(&agentpb.Event{Type: agentpb.Event_SHUTDOWN.Enum(), Shutdown: &agentpb.Event_Shutdown{Message: proto.String("Agent removed by the master: health check timed out")}})
+		a.stream.Close()
 	}
 	delete(s.agents, a.id)
 	s.unreachable[a.id] = now
@@ -355,7 +356,7 @@ func (s *state) removeAgent(a *agent, now time.Time) {
 
 // agentStreamClosed: Mesos marks an agent whose connection broke as
 // disconnected and rescinds its offers; removal waits for the ping timeouts.
-func (s *state) agentStreamClosed(a *agent, st *stream) {
+func (s *state) agentStreamClosed(a *agent, st *eventstream.Stream) {
 	if a.stream != st {
 		return
 	}

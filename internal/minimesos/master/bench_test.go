@@ -13,11 +13,12 @@ import (
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
 )
 
 // benchCluster builds a master with agents and connected frameworks
 // directly in its state (no HTTP), as the allocator sees them.
-func benchCluster(b *testing.B, agents, frameworks int) (*Master, []*stream) {
+func benchCluster(b *testing.B, agents, frameworks int) (*Master, []*eventstream.Stream) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	m, err := New(Config{Clock: clock, Logger: log.New(io.Discard, "", 0)})
 	if err != nil {
@@ -26,16 +27,16 @@ func benchCluster(b *testing.B, agents, frameworks int) (*Master, []*stream) {
 	res, _ := parseTestResources("cpus:8;mem:32768;disk:100000;ports:[31000-32000]")
 	for i := 0; i < agents; i++ {
 		info := &mesospb.AgentInfo{Hostname: proto.String(fmt.Sprintf("agent-%d", i)), Resources: res}
-		st := newStream(codec.Protobuf)
+		st := eventstream.New(codec.Protobuf)
 		go drain(st)
 		if ev := m.st.register(&agentpb.Call{Type: agentpb.Call_REGISTER.Enum(), Register: &agentpb.Call_Register{AgentInfo: info, Endpoint: proto.String("127.0.0.1:5051")}}, st); ev != nil {
 			b.Fatalf("register: %v", ev)
 		}
 	}
-	var streams []*stream
+	var streams []*eventstream.Stream
 	for i := 0; i < frameworks; i++ {
 		fi := frameworkInfo(fmt.Sprintf("f%d", i), mesospb.FrameworkInfo_Capability_MULTI_ROLE)
-		st := newStream(codec.Protobuf)
+		st := eventstream.New(codec.Protobuf)
 		go drain(st)
 		if _, ok := m.st.subscribe(subscribeCall(fi), st); !ok {
 			b.Fatal("subscribe failed")
@@ -46,12 +47,12 @@ func benchCluster(b *testing.B, agents, frameworks int) (*Master, []*stream) {
 }
 
 // drain discards what a stream queues, as a fast reader would.
-func drain(st *stream) {
+func drain(st *eventstream.Stream) {
 	for {
-		if _, closed := st.take(); closed {
+		if _, closed := st.Take(); closed {
 			return
 		}
-		<-st.notify
+		<-st.Notify
 	}
 }
 

@@ -9,12 +9,13 @@ import (
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
 )
 
 // subscribe registers a framework or fails it over to a new stream. It
 // returns the event to send first (SUBSCRIBED, or ERROR when the framework
 // was removed), after which an ERROR ends the stream.
-func (s *state) subscribe(call *schedulerpb.Call, st *stream) (first *schedulerpb.Event, ok bool) {
+func (s *state) subscribe(call *schedulerpb.Call, st *eventstream.Stream) (first *schedulerpb.Event, ok bool) {
 	now := s.now()
 	info := proto.Clone(call.GetSubscribe().GetFrameworkInfo()).(*mesospb.FrameworkInfo)
 	id := info.GetId().GetValue()
@@ -49,8 +50,8 @@ func (s *state) subscribe(call *schedulerpb.Call, st *stream) (first *schedulerp
 			// One stream per framework: the old one learns why it ends.
 			old := fw.stream
 			fw.stream = nil
-			old.send(errorEvent("Framework failed over"))
-			old.close()
+			old.Send(errorEvent("Framework failed over"))
+			old.Close()
 		}
 		// Outstanding offers are void: silently recovered on failover to
 		// a new connection (Mesos' _failoverFramework).
@@ -66,7 +67,7 @@ func (s *state) subscribe(call *schedulerpb.Call, st *stream) (first *schedulerp
 	fw.stream = st
 	fw.disconnectedAt = time.Time{}
 	fw.lastHeartbeat = now
-	st.send(&schedulerpb.Event{
+	st.Send(&schedulerpb.Event{
 		Type: schedulerpb.Event_SUBSCRIBED.Enum(),
 		Subscribed: &schedulerpb.Event_Subscribed{
 			FrameworkId:              &mesospb.FrameworkID{Value: proto.String(fw.id)},
@@ -75,7 +76,7 @@ func (s *state) subscribe(call *schedulerpb.Call, st *stream) (first *schedulerp
 		},
 	})
 	// Mesos sends a first heartbeat at once.
-	st.send(schedEvent(schedulerpb.Event_HEARTBEAT))
+	st.Send(schedEvent(schedulerpb.Event_HEARTBEAT))
 	// Agents learn the new FrameworkInfo (and that the framework is back).
 	for _, a := range s.agents {
 		if a.frameworks[fw.id] {
@@ -124,12 +125,12 @@ func errorEvent(msg string) *schedulerpb.Event {
 // disconnectFramework handles the end of a framework's stream (only if st
 // is still its current stream): offers are recovered and the failover
 // timeout starts.
-func (s *state) disconnectFramework(fw *framework, st *stream) {
+func (s *state) disconnectFramework(fw *framework, st *eventstream.Stream) {
 	if fw.stream != st || st == nil {
 		return
 	}
 	fw.stream = nil
-	st.close()
+	st.Close()
 	fw.disconnectedAt = s.now()
 	for _, o := range fw.offers {
 		s.removeOffer(o, false)
@@ -161,7 +162,7 @@ func (s *state) expireFrameworks(now time.Time) {
 func (s *state) removeFramework(fw *framework) {
 	now := s.now()
 	if fw.stream != nil {
-		fw.stream.close()
+		fw.stream.Close()
 		fw.stream = nil
 	}
 	for _, o := range fw.offers {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
 )
 
 // AgentAPIPath is where km's agents talk to the master (agentpb).
@@ -86,13 +87,13 @@ func (m *Master) registerAgent(w http.ResponseWriter, r *http.Request, call *age
 		httpError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
 		return
 	}
-	st := newStream(enc)
+	st := eventstream.New(enc)
 	m.mu.Lock()
 	refusal := m.st.register(call, st)
 	var a *agent
 	if refusal != nil {
-		st.send(refusal)
-		st.close()
+		st.Send(refusal)
+		st.Close()
 	} else {
 		for _, ag := range m.st.agents {
 			if ag.stream == st {
@@ -104,7 +105,7 @@ func (m *Master) registerAgent(w http.ResponseWriter, r *http.Request, call *age
 
 	w.Header().Set("Content-Type", enc.MediaType())
 	w.WriteHeader(http.StatusOK)
-	st.serve(w, r)
+	st.Serve(w, r)
 	if a != nil {
 		m.mu.Lock()
 		m.st.agentStreamClosed(a, st)

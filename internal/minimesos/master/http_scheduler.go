@@ -3,6 +3,7 @@ package master
 import (
 	"errors"
 	"fmt"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
 	"io"
 	"net/http"
 
@@ -197,7 +198,7 @@ func (m *Master) serveScheduler(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "Framework is not subscribed")
 		return
 	}
-	if sid != fw.stream.id {
+	if sid != fw.stream.ID {
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("The stream ID '%s' included in this request didn't match the stream ID currently associated with framework ID %s", sid, fw.id))
 		return
 	}
@@ -249,7 +250,7 @@ func (m *Master) subscribe(w http.ResponseWriter, r *http.Request, call *schedul
 		httpError(w, http.StatusNotAcceptable, "Expecting 'Accept' to allow application/json or application/x-protobuf")
 		return
 	}
-	st := newStream(enc)
+	st := eventstream.New(enc)
 	m.mu.Lock()
 	first, ok := m.st.subscribe(call, st)
 	var fw *framework
@@ -267,16 +268,16 @@ func (m *Master) subscribe(w http.ResponseWriter, r *http.Request, call *schedul
 		// allocates on subscription too.
 		m.st.allocate(m.cfg.Clock.Now())
 	} else {
-		st.send(first)
-		st.close()
+		st.Send(first)
+		st.Close()
 	}
 	m.mu.Unlock()
 
-	w.Header().Set(streamIDHeader, st.id)
+	w.Header().Set(streamIDHeader, st.ID)
 	w.Header().Set("Content-Type", enc.MediaType())
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	st.serve(w, r)
+	st.Serve(w, r)
 	if fw != nil {
 		m.mu.Lock()
 		m.st.disconnectFramework(fw, st)

@@ -8,6 +8,7 @@ import (
 	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
 )
 
 // state is everything the master knows. Every method runs with Master.mu
@@ -51,7 +52,7 @@ type framework struct {
 	multiRole      bool
 	killingState   bool
 
-	stream         *stream // nil while disconnected
+	stream         *eventstream.Stream // nil while disconnected
 	lastHeartbeat  time.Time
 	registeredAt   time.Time
 	reregisteredAt time.Time
@@ -105,7 +106,7 @@ type agent struct {
 	// executors.
 	free resources.Resources
 
-	stream       *stream
+	stream       *eventstream.Stream
 	pingSeq      uint64
 	lastPing     time.Time
 	lastPong     time.Time
@@ -175,12 +176,12 @@ func (s *state) heartbeat(now time.Time) {
 func (s *state) closeAllStreams() {
 	for _, fw := range s.frameworks {
 		if fw.stream != nil {
-			fw.stream.close()
+			fw.stream.Close()
 		}
 	}
 	for _, a := range s.agents {
 		if a.stream != nil {
-			a.stream.close()
+			a.stream.Close()
 		}
 	}
 }
@@ -192,7 +193,7 @@ func (s *state) sendFramework(fw *framework, ev *schedulerpb.Event) {
 	if fw.stream == nil {
 		return
 	}
-	if !fw.stream.send(ev) {
+	if !fw.stream.Send(ev) {
 		s.disconnectFramework(fw, fw.stream)
 	}
 }
@@ -201,7 +202,7 @@ func (s *state) sendAgent(a *agent, ev *agentpb.Event) bool {
 	if a.stream == nil {
 		return false
 	}
-	if !a.stream.send(ev) {
+	if !a.stream.Send(ev) {
 		a.stream = nil
 		return false
 	}

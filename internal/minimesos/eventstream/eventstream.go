@@ -1,4 +1,8 @@
-package master
+// Package eventstream is an open RecordIO stream of events (a framework's
+// SUBSCRIBE, an agent's REGISTER, an executor's SUBSCRIBE): events are encoded
+// and queued by their producer without blocking, and written out by the HTTP
+// handler's goroutine.
+package eventstream
 
 import (
 	"net/http"
@@ -8,6 +12,7 @@ import (
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
 	"github.com/k8sm/k8sm/internal/mesos/recordio"
+	"github.com/k8sm/k8sm/internal/mesos/uuid"
 )
 
 // maxQueued is how many events may wait for a slow reader. A reader that
@@ -19,35 +24,36 @@ const maxQueued = 1 << 16
 // stream is one open RecordIO event stream (a framework's SUBSCRIBE or an
 // agent's REGISTER). Events are encoded by the master under its lock and
 // queued; the HTTP handler's goroutine writes them out.
-type stream struct {
-	id  string
-	enc codec.Encoding
+type Stream struct {
+	ID  string
+	Enc codec.Encoding
 
 	mu     sync.Mutex
 	queue  [][]byte
 	closed bool
-	notify chan struct{} // capacity 1: "the queue or closed changed"
+	Notify chan struct{} // capacity 1: "the queue or closed changed"
 	done   chan struct{}
 }
 
-func newStream(enc codec.Encoding) *stream {
-	return &stream{id: newUUID(), enc: enc, notify: make(chan struct{}, 1), done: make(chan struct{})}
+// New makes a stream in an encoding.
+func New(enc codec.Encoding) *Stream {
+	return &Stream{ID: uuid.NewString(), Enc: enc, Notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-func (s *stream) wake() {
+func (s *Stream) wake() {
 	select {
-	case s.notify <- struct{}{}:
+	case s.Notify <- struct{}{}:
 	default:
 	}
 }
 
-// send queues an event. It reports false when the stream is closed or its
+// Send queues an event. It reports false when the stream is closed or its
 // reader is too slow (the stream is then closed).
-func (s *stream) send(ev proto.Message) bool {
-	b, err := codec.Marshal(s.enc, ev)
+func (s *Stream) Send(ev proto.Message) bool {
+	b, err := codec.Marshal(s.Enc, ev)
 	if err != nil {
-		// A bug: the master built an event with a required field missing.
-		panic("master built an invalid event: " + err.Error())
+		// A bug: an event with a required field missing.
+		panic("invalid event: " + err.Error())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -64,8 +70,8 @@ func (s *stream) send(ev proto.Message) bool {
 	return true
 }
 
-// close ends the stream after the queued events are written.
-func (s *stream) close() {
+// Close ends the stream after the queued events are written.
+func (s *Stream) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
@@ -74,14 +80,14 @@ func (s *stream) close() {
 	}
 }
 
-func (s *stream) isClosed() bool {
+func (s *Stream) IsClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
 }
 
-// take returns the queued events and whether the stream is closed.
-func (s *stream) take() ([][]byte, bool) {
+// Take returns the queued events and whether the stream is closed.
+func (s *Stream) Take() ([][]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
@@ -89,17 +95,17 @@ func (s *stream) take() ([][]byte, bool) {
 	return q, s.closed
 }
 
-// serve writes the stream's events to w until the stream closes or the
+// Serve writes the stream's events to w until the stream closes or the
 // client goes away; it returns true if the client went away first.
-func (s *stream) serve(w http.ResponseWriter, r *http.Request) (clientGone bool) {
+func (s *Stream) Serve(w http.ResponseWriter, r *http.Request) (clientGone bool) {
 	defer close(s.done)
 	flusher, _ := w.(http.Flusher)
 	rw := recordio.NewWriter(w)
 	for {
-		batch, closed := s.take()
+		batch, closed := s.Take()
 		for _, b := range batch {
 			if err := rw.WriteRecord(b); err != nil {
-				s.close()
+				s.Close()
 				return true
 			}
 		}
@@ -111,9 +117,9 @@ func (s *stream) serve(w http.ResponseWriter, r *http.Request) (clientGone bool)
 			return false
 		}
 		select {
-		case <-s.notify:
+		case <-s.Notify:
 		case <-r.Context().Done():
-			s.close()
+			s.Close()
 			return true
 		}
 	}
