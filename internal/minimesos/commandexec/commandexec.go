@@ -70,7 +70,9 @@ type commandExecutor struct {
 	done         chan struct{}
 }
 
-func (ce *commandExecutor) Disconnected(err error) { ce.log.Printf("disconnected from the agent: %v", err) }
+func (ce *commandExecutor) Disconnected(err error) {
+	ce.log.Printf("disconnected from the agent: %v", err)
+}
 
 func (ce *commandExecutor) Event(ctx context.Context, ev *executorpb.Event) {
 	switch ev.GetType() {
