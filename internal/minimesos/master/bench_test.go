@@ -61,7 +61,7 @@ func drain(st *eventstream.Stream) {
 // declined with no filter). Mesos 1.8 publishes about 0.4 s for 5,000
 // agents and 500 frameworks (docs/benchmarks.md).
 func BenchmarkAllocationCycle(b *testing.B) {
-	for _, c := range []struct{ agents, frameworks int }{{1000, 5}, {5000, 5}, {5000, 50}} {
+	for _, c := range []struct{ agents, frameworks int }{{1000, 5}, {5000, 5}, {5000, 50}, {5000, 500}} {
 		b.Run(fmt.Sprintf("agents=%d/frameworks=%d", c.agents, c.frameworks), func(b *testing.B) {
 			m, _ := benchCluster(b, c.agents, c.frameworks)
 			m.mu.Lock()

@@ -52,6 +52,21 @@ func (s *state) allocate(now time.Time) {
 	}
 	totals := s.clusterTotals()
 
+	// Frameworks of each role kept sorted by share; only the one that gets
+	// an offer changes its share, and it moves to its new place.
+	type ranked struct {
+		fw    *framework
+		share float64
+	}
+	sorted := map[string][]ranked{}
+	for role, fws := range byRole {
+		rs := make([]ranked, len(fws))
+		for i, fw := range fws {
+			rs[i] = ranked{fw, fw.allocated.share(role, totals)}
+		}
+		sort.SliceStable(rs, func(i, j int) bool { return rs[i].share < rs[j].share })
+		sorted[role] = rs
+	}
 	ids := s.sortedAgentIDs()
 	first := s.agentCursor % len(ids)
 	s.agentCursor++
@@ -70,16 +85,21 @@ func (s *state) allocate(now time.Time) {
 			if !minAllocatable(avail) {
 				continue
 			}
-			fws := byRole[role]
-			sort.SliceStable(fws, func(i, j int) bool {
-				return fws[i].allocated.share(role, totals) < fws[j].allocated.share(role, totals)
-			})
-			for _, fw := range fws {
-				if s.filtered(fw, role, a, avail, now) {
+			rs := sorted[role]
+			for i, r := range rs {
+				if s.filtered(r.fw, role, a, avail, now) {
 					continue
 				}
-				o := s.makeOffer(fw, a, role, avail, now)
-				pending[fw] = append(pending[fw], o)
+				o := s.makeOffer(r.fw, a, role, avail, now)
+				pending[r.fw] = append(pending[r.fw], o)
+				// Move the framework to its new place (its share grew).
+				r.share = r.fw.allocated.share(role, totals)
+				j := i
+				for j+1 < len(rs) && rs[j+1].share <= r.share {
+					rs[j] = rs[j+1]
+					j++
+				}
+				rs[j] = r
 				break
 			}
 		}
