@@ -1,0 +1,27 @@
+package kube
+
+import (
+	_ "time/tzdata" // CronJob time zones, as upstream's main
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"          // the JSON log format
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // the version metric
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+// RunAPIServer runs the upstream kube-apiserver with args until it gets
+// SIGTERM or SIGINT; it returns the exit code.
+func RunAPIServer(args []string) int {
+	cmd := apiserver.NewAPIServerCommand()
+	cmd.SetArgs(args)
+	return cli.Run(cmd)
+}
+
+// RunControllerManager runs the upstream kube-controller-manager with args.
+func RunControllerManager(args []string) int {
+	cmd := controllermanager.NewControllerManagerCommand()
+	cmd.SetArgs(args)
+	return cli.Run(cmd)
+}
