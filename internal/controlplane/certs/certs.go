@@ -37,12 +37,12 @@ type Options struct {
 
 // Files names what Ensure writes in Dir.
 type Files struct {
-	CACert, CAKey                       string
-	APIServerCert, APIServerKey         string
+	CACert, CAKey                        string
+	APIServerCert, APIServerKey          string
 	ServiceAccountKey, ServiceAccountPub string
-	FrontProxyCACert, FrontProxyCAKey   string
-	FrontProxyClientCert                string
-	FrontProxyClientKey                 string
+	FrontProxyCACert, FrontProxyCAKey    string
+	FrontProxyClientCert                 string
+	FrontProxyClientKey                  string
 	// Kubeconfigs by client: admin, controller-manager, scheduler,
 	// executor.
 	Kubeconfigs map[string]string
