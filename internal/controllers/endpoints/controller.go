@@ -9,6 +9,7 @@ package endpoints
 import (
 	"context"
 	"crypto/sha256"
+	"net"
 	"encoding/hex"
 	"fmt"
 	"reflect"
@@ -237,6 +238,11 @@ func (c *Controller) endpointFor(svc *corev1.Service, pod *corev1.Pod) (endpoint
 	}
 	if ip == "" {
 		return endpoint{}, "", false // not running yet
+	}
+	if parsed := net.ParseIP(ip); parsed == nil || parsed.IsLoopback() || parsed.IsUnspecified() || parsed.IsLinkLocalUnicast() {
+		// The apiserver refuses such addresses in Endpoints and
+		// EndpointSlices; one bad pod must not block the others.
+		return endpoint{}, fmt.Sprintf("pod %s has address %q (on agent %s), which Kubernetes does not accept in endpoints (loopback, link-local and unspecified addresses are refused); give the agent a routable address (km mesos agent --advertise_ip)", pod.Name, ip, pod.Spec.NodeName), false
 	}
 	ep := endpoint{ip: ip, pod: pod, ready: podReady(pod) || svc.Spec.PublishNotReadyAddresses}
 	var keys []string

@@ -122,30 +122,30 @@ func TestHostPortEndpoints(t *testing.T) {
 	}{
 		{"named target port",
 			service("s1", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}),
-			[]*corev1.Pod{pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 31001})},
-			"127.0.1.1(web:31001)"},
+			[]*corev1.Pod{pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{http: 31001})},
+			"192.0.2.1(web:31001)"},
 		{"numbered target port",
 			service("s2", corev1.ServicePort{Port: 80, TargetPort: intstr.FromInt32(8080)}),
-			[]*corev1.Pod{pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 31001})},
-			"127.0.1.1(:31001)"},
+			[]*corev1.Pod{pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{http: 31001})},
+			"192.0.2.1(:31001)"},
 		{"unnamed port, no target port",
 			service("s3", corev1.ServicePort{Port: 9090}),
-			[]*corev1.Pod{pod("a", "127.0.1.2", "", true, map[corev1.ContainerPort]int32{metrics: 31500})},
-			"127.0.1.2(:31500)"},
+			[]*corev1.Pod{pod("a", "192.0.2.2", "", true, map[corev1.ContainerPort]int32{metrics: 31500})},
+			"192.0.2.2(:31500)"},
 		{"multiple ports",
 			service("s4", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}, corev1.ServicePort{Name: "m", Port: 9090}),
-			[]*corev1.Pod{pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 31001, metrics: 31002})},
-			"127.0.1.1(web:31001,m:31002)"},
+			[]*corev1.Pod{pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{http: 31001, metrics: 31002})},
+			"192.0.2.1(web:31001,m:31002)"},
 		{"different host ports per pod and a not-ready pod",
 			service("s5", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}),
 			[]*corev1.Pod{
-				pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 31001}),
-				pod("b", "127.0.1.2", "", false, map[corev1.ContainerPort]int32{http: 31007}),
+				pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{http: 31001}),
+				pod("b", "192.0.2.2", "", false, map[corev1.ContainerPort]int32{http: 31007}),
 			},
-			"127.0.1.1(web:31001) notready:127.0.1.2(web:31007)"},
+			"192.0.2.1(web:31001) notready:192.0.2.2(web:31007)"},
 		{"pod without km annotations",
 			service("s6", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}),
-			[]*corev1.Pod{pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 0})},
+			[]*corev1.Pod{pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{http: 0})},
 			""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -175,7 +175,7 @@ func TestHostPortEndpoints(t *testing.T) {
 func TestUndeclaredTargetPortIsReported(t *testing.T) {
 	f := newFixture(t, true)
 	f.add(service("s", corev1.ServicePort{Port: 80, TargetPort: intstr.FromInt32(7777)}),
-		pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{{ContainerPort: 8080}: 31001}))
+		pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{{ContainerPort: 8080}: 31001}))
 	ep, _ := f.sync("s")
 	if len(ep.Subsets) != 0 {
 		t.Fatalf("got %v", ep.Subsets)
@@ -189,7 +189,7 @@ func TestUndeclaredTargetPortIsReported(t *testing.T) {
 func TestVanillaModeUsesPodIPs(t *testing.T) {
 	f := newFixture(t, false)
 	f.add(service("s", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}, corev1.ServicePort{Name: "raw", Port: 81, TargetPort: intstr.FromInt32(7777)}),
-		pod("a", "127.0.1.1", "10.1.0.5", true, map[corev1.ContainerPort]int32{{Name: "http", ContainerPort: 8080}: 31001}))
+		pod("a", "192.0.2.1", "10.1.0.5", true, map[corev1.ContainerPort]int32{{Name: "http", ContainerPort: 8080}: 31001}))
 	ep, _ := f.sync("s")
 	if got := addrs(ep.Subsets); got != "10.1.0.5(web:8080,raw:7777)" {
 		t.Fatalf("got %q", got)
@@ -202,15 +202,31 @@ func TestPodsThatMove(t *testing.T) {
 	f := newFixture(t, true)
 	svc := service("s", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")})
 	http := corev1.ContainerPort{Name: "http", ContainerPort: 8080}
-	f.add(svc, pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 31001}))
+	f.add(svc, pod("a", "192.0.2.1", "", true, map[corev1.ContainerPort]int32{http: 31001}))
 	f.sync("s")
 	f.factory.Core().V1().Pods().Informer().GetIndexer().Delete(pod("a", "", "", true, nil))
-	f.add(pod("a2", "127.0.1.3", "", true, map[corev1.ContainerPort]int32{http: 31044}))
+	f.add(pod("a2", "192.0.2.3", "", true, map[corev1.ContainerPort]int32{http: 31044}))
 	ep, slices := f.sync("s")
-	if got := addrs(ep.Subsets); got != "127.0.1.3(web:31044)" {
+	if got := addrs(ep.Subsets); got != "192.0.2.3(web:31044)" {
 		t.Fatalf("got %q", got)
 	}
-	if len(slices) != 1 || len(slices[0].Endpoints) != 1 || slices[0].Endpoints[0].Addresses[0] != "127.0.1.3" || *slices[0].Ports[0].Port != 31044 {
+	if len(slices) != 1 || len(slices[0].Endpoints) != 1 || slices[0].Endpoints[0].Addresses[0] != "192.0.2.3" || *slices[0].Ports[0].Port != 31044 {
 		t.Fatalf("slices %+v", slices)
+	}
+}
+
+func TestLoopbackAddressesAreReportedNotWritten(t *testing.T) {
+	f := newFixture(t, true)
+	http := corev1.ContainerPort{Name: "http", ContainerPort: 8080}
+	f.add(service("s", corev1.ServicePort{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}),
+		pod("a", "127.0.1.1", "", true, map[corev1.ContainerPort]int32{http: 31001}),
+		pod("b", "192.0.2.9", "", true, map[corev1.ContainerPort]int32{http: 31002}))
+	ep, _ := f.sync("s")
+	if got := addrs(ep.Subsets); got != "192.0.2.9(web:31002)" {
+		t.Fatalf("got %q", got)
+	}
+	ev := <-f.c.recorder.(*record.FakeRecorder).Events
+	if !strings.Contains(ev, `pod a has address "127.0.1.1"`) {
+		t.Fatalf("event %q", ev)
 	}
 }

@@ -55,7 +55,9 @@ var Clients = map[string]struct {
 	Groups []string
 }{
 	"admin":              {"kubernetes-admin", []string{"system:masters"}},
-	"controller-manager": {"system:kube-controller-manager", nil},
+	// km's endpoints controller runs with the controller-manager's own
+	// identity and writes endpoints and slices, so it is a master too.
+	"controller-manager": {"system:kube-controller-manager", []string{"system:masters"}},
 	// The scheduler binds pods, writes events and manages Node objects
 	// and leases: it gets system:masters until km ships a narrower role.
 	"scheduler": {"system:km-scheduler", []string{"system:masters"}},
