@@ -179,7 +179,6 @@ func newControllerManagerCommand() *cobra.Command {
 	})
 }
 
-
 // exitOnSignal ends the process a little after SIGTERM or SIGINT, whatever
 // the upstream component does with the signal.
 func exitOnSignal(grace time.Duration) {

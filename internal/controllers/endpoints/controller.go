@@ -9,9 +9,9 @@ package endpoints
 import (
 	"context"
 	"crypto/sha256"
-	"net"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"reflect"
 	"sort"
 	"strconv"

@@ -54,7 +54,7 @@ var Clients = map[string]struct {
 	CN     string
 	Groups []string
 }{
-	"admin":              {"kubernetes-admin", []string{"system:masters"}},
+	"admin": {"kubernetes-admin", []string{"system:masters"}},
 	// km's endpoints controller runs with the controller-manager's own
 	// identity and writes endpoints and slices, so it is a master too.
 	"controller-manager": {"system:kube-controller-manager", []string{"system:masters"}},
