@@ -110,4 +110,3 @@ func TestMasterRestart(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
