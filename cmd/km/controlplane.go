@@ -20,6 +20,7 @@ import (
 	"github.com/k8sm/k8sm/internal/controlplane/certs"
 	"github.com/k8sm/k8sm/internal/controlplane/etcd"
 	"github.com/k8sm/k8sm/internal/controlplane/kube"
+	"github.com/k8sm/k8sm/internal/controlplane/kubeflags"
 )
 
 func init() {
@@ -106,7 +107,7 @@ func upstreamCommand(use, short string, run func(args []string) error) *cobra.Co
 }
 
 func certFiles(args []string) ([]string, certs.Files, error) {
-	args, dir, err := kube.TakeFlag(args, "cert-dir", "km-certs")
+	args, dir, err := kubeflags.TakeFlag(args, "cert-dir", "km-certs")
 	if err != nil {
 		return nil, certs.Files{}, err
 	}
@@ -123,8 +124,8 @@ func newAPIServerCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		args = kube.WithDefaults(args, kube.APIServerDefaults(f))
-		if err := kube.CheckPortFree("apiserver", kube.Lookup(args, "bind-address"), kube.Lookup(args, "secure-port"), "--secure-port"); err != nil {
+		args = kubeflags.WithDefaults(args, kubeflags.APIServerDefaults(f))
+		if err := kubeflags.CheckPortFree("apiserver", kubeflags.Lookup(args, "bind-address"), kubeflags.Lookup(args, "secure-port"), "--secure-port"); err != nil {
 			return err
 		}
 		if code := kube.RunAPIServer(args); code != 0 {
@@ -136,7 +137,7 @@ func newAPIServerCommand() *cobra.Command {
 
 func newControllerManagerCommand() *cobra.Command {
 	return upstreamCommand("controller-manager", "Run the upstream kube-controller-manager with km's endpoints controller (--host-port-endpoints)", func(args []string) error {
-		args, hp, err := kube.TakeFlag(args, "host-port-endpoints", "true")
+		args, hp, err := kubeflags.TakeFlag(args, "host-port-endpoints", "true")
 		if err != nil {
 			return err
 		}
@@ -145,8 +146,8 @@ func newControllerManagerCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		args = kube.WithDefaults(args, kube.ControllerManagerDefaults(f, hostPort))
-		if err := kube.CheckPortFree("controller-manager", kube.Lookup(args, "bind-address"), kube.Lookup(args, "secure-port"), "--secure-port"); err != nil {
+		args = kubeflags.WithDefaults(args, kubeflags.ControllerManagerDefaults(f, hostPort))
+		if err := kubeflags.CheckPortFree("controller-manager", kubeflags.Lookup(args, "bind-address"), kubeflags.Lookup(args, "secure-port"), "--secure-port"); err != nil {
 			return err
 		}
 		// The upstream controller-manager does not always return on SIGTERM
@@ -156,7 +157,7 @@ func newControllerManagerCommand() *cobra.Command {
 		if hostPort {
 			// km's endpoints controller runs beside the upstream ones; in
 			// vanilla mode the stock controllers do the work.
-			cfg, err := clientcmd.BuildConfigFromFlags("", kube.Lookup(args, "kubeconfig"))
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeflags.Lookup(args, "kubeconfig"))
 			if err != nil {
 				return fmt.Errorf("--kubeconfig: %v", err)
 			}

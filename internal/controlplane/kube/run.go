@@ -1,3 +1,5 @@
+// Package kube runs the upstream kube-apiserver and kube-controller-manager
+// of k8s.io/kubernetes in this process (each in a km process of its own).
 package kube
 
 import (

@@ -1,7 +1,7 @@
-// Package kube runs the upstream kube-apiserver and kube-controller-manager
-// of k8s.io/kubernetes in this process, with km's defaults filled in for
-// every flag the user did not give.
-package kube
+// Package kubeflags builds the flags of the upstream kube-apiserver and
+// kube-controller-manager: km's defaults for every flag the user did not
+// give, and km's own flags taken out first.
+package kubeflags
 
 import (
 	"fmt"
