@@ -184,8 +184,20 @@ func TestConformance(t *testing.T) {
 			f := c.framework(enc, fwInfo("conformance", mesospb.FrameworkInfo_Capability_TASK_KILLING_STATE))
 			ctx := context.Background()
 
-			// Two tasks from one offer.
+			// DECLINE with a filter while the agent is idle (freed resources
+			// would break the filter early, as in Mesos): no offer for its
+			// duration, then again.
 			o := f.takeOffer()
+			start := time.Now()
+			if err := f.c.Decline(ctx, []string{o.GetId().GetValue()}, schedclient.Filters(1500*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			o = f.takeOffer()
+			if waited := time.Since(start); waited < 1400*time.Millisecond {
+				t.Fatalf("offered again after %v despite a 1.5 s filter", waited)
+			}
+
+			// Two tasks from one offer.
 			if err := f.c.Accept(ctx, []string{o.GetId().GetValue()}, []*mesospb.Offer_Operation{
 				schedclient.LaunchOperation(commandTask("t-sleep", o, "sleep 60"), commandTask("t-echo", o, "echo hello")),
 			}, schedclient.Filters(0)); err != nil {
@@ -227,16 +239,6 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("kill message %q", msg)
 			}
 
-			// DECLINE with a filter: no offer for its duration, then again.
-			o = f.takeOffer()
-			start := time.Now()
-			if err := f.c.Decline(ctx, []string{o.GetId().GetValue()}, schedclient.Filters(1500*time.Millisecond)); err != nil {
-				t.Fatal(err)
-			}
-			f.takeOffer()
-			if waited := time.Since(start); waited < 1400*time.Millisecond {
-				t.Fatalf("offered again after %v despite a 1.5 s filter", waited)
-			}
 		})
 	}
 }
@@ -254,12 +256,28 @@ func TestOfferTimeoutFailoverAndAgentLoss(t *testing.T) {
 	// Offer timeout: the held offer is rescinded.
 	f.waitEvent("RESCIND", func(e *schedulerpb.Event) bool { return e.GetType() == schedulerpb.Event_RESCIND })
 
-	o := f.takeOffer()
-	if err := f.c.Accept(context.Background(), []string{o.GetId().GetValue()}, []*mesospb.Offer_Operation{
-		schedclient.LaunchOperation(commandTask("t-long", o, "sleep 60"))}, nil); err != nil {
-		t.Fatal(err)
+	// An offer may time out between taking and accepting it (a loaded
+	// machine): then the launch is lost and tried again on a new offer.
+	for attempt := 0; ; attempt++ {
+		o := f.takeOffer()
+		if err := f.c.Accept(context.Background(), []string{o.GetId().GetValue()}, []*mesospb.Offer_Operation{
+			schedclient.LaunchOperation(commandTask("t-long", o, "sleep 60"))}, nil); err != nil {
+			t.Fatal(err)
+		}
+		ev := f.waitEvent("RUNNING or LOST", func(e *schedulerpb.Event) bool {
+			st := e.GetUpdate().GetStatus()
+			return st.GetTaskId().GetValue() == "t-long" && (st.GetState() == mesospb.TaskState_TASK_RUNNING || st.GetReason() == mesospb.TaskStatus_REASON_INVALID_OFFERS)
+		})
+		if ev.GetUpdate().GetStatus().GetState() == mesospb.TaskState_TASK_RUNNING {
+			break
+		}
+		if attempt == 5 {
+			t.Fatal("every offer timed out before it could be accepted")
+		}
+		f.mu.Lock()
+		f.events = nil // forget the lost attempt
+		f.mu.Unlock()
 	}
-	f.waitEvent("RUNNING", taskState("t-long", mesospb.TaskState_TASK_RUNNING))
 
 	// A second scheduler with the same framework ID takes over.
 	info.Id = &mesospb.FrameworkID{Value: proto.String(f.c.FrameworkID())}
