@@ -48,8 +48,9 @@ type Pool struct {
 }
 
 type simAgent struct {
-	p    *Pool
-	name string
+	p      *Pool
+	name   string
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	id      string
@@ -92,13 +93,54 @@ func New(cfg Config) (*Pool, error) {
 func (p *Pool) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, a := range p.agents {
+		actx, cancel := context.WithCancel(ctx)
+		a.mu.Lock()
+		a.cancel = cancel
+		a.mu.Unlock()
 		wg.Add(1)
 		go func(a *simAgent) {
 			defer wg.Done()
-			a.run(ctx)
+			a.run(actx)
 		}(a)
 	}
 	wg.Wait()
+}
+
+// Kill stops one agent as if its machine died: its connection closes and
+// it answers nothing more.
+func (p *Pool) Kill(name string) bool {
+	for _, a := range p.agents {
+		if a.name == name {
+			a.mu.Lock()
+			cancel := a.cancel
+			a.mu.Unlock()
+			if cancel != nil {
+				cancel()
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TasksOn counts the live tasks of one agent.
+func (p *Pool) TasksOn(name string) int {
+	for _, a := range p.agents {
+		if a.name == name {
+			a.mu.Lock()
+			n := 0
+			for _, ts := range a.tasks {
+				for _, live := range ts {
+					if live {
+						n++
+					}
+				}
+			}
+			a.mu.Unlock()
+			return n
+		}
+	}
+	return 0
 }
 
 // Registered counts the agents registered now.
