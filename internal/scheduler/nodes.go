@@ -183,8 +183,8 @@ func (k *nodeKeeper) nodeStatus(n agentNode, ready corev1.ConditionStatus, reaso
 	}
 	st := corev1.NodeStatus{
 		Capacity: capacity, Allocatable: capacity,
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}},
-		Addresses:  []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: n.hostname}},
+		Conditions:      []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}},
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: n.hostname}},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
 		NodeInfo: corev1.NodeSystemInfo{
 			KubeletVersion: version.Kubernetes, OperatingSystem: "linux", Architecture: runtime.GOARCH,

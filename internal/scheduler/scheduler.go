@@ -934,4 +934,3 @@ func (s *Scheduler) Healthy() bool {
 	defer s.mu.Unlock()
 	return s.healthy
 }
-

@@ -25,7 +25,7 @@ func readEvents(r io.Reader, enc codec.Encoding, deliver func(*executorpb.Event)
 			case errors.Is(err, io.EOF):
 				return fmt.Errorf("the agent closed the event stream after %d events", n-1)
 			case errors.Is(err, io.ErrUnexpectedEOF):
-				return fmt.Errorf("the event stream broke off in the middle of event %d", n)
+				return fmt.Errorf("the event stream broke off before the end of event %d (the connection was cut)", n)
 			case errors.As(err, &fe):
 				return fmt.Errorf("the event stream is not RecordIO-framed events (%v): garbage from the agent, or not a Mesos agent", err)
 			}
