@@ -27,7 +27,7 @@ import (
 // env is a real apiserver (and controller-manager), the built-in master,
 // simulated agents and the scheduler, all but the apiserver in-process.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	cp     *controlplane.ControlPlane
 	client kubernetes.Interface
 	master *master.Master
@@ -35,7 +35,8 @@ type env struct {
 	agents *simagent.Pool
 	cancel context.CancelFunc
 	sched  *Scheduler
-	schedC context.CancelFunc
+	schedC func()
+	close  func()
 }
 
 func testLogger(prefix string) *log.Logger {
@@ -45,13 +46,17 @@ func testLogger(prefix string) *log.Logger {
 	return log.New(io.Discard, "", 0)
 }
 
-func newEnv(t *testing.T, agents int, res string) *env {
+func newEnv(t testing.TB, agents int, res string, mutate ...func(*master.Config)) *env {
 	if testing.Short() {
 		t.Skip("starts a control plane")
 	}
 	cp := controlplane.Start(t, controlplane.Options{})
-	m, err := master.New(master.Config{AllocationInterval: 100 * time.Millisecond, AgentPingTimeout: 300 * time.Millisecond,
-		MaxAgentPingTimeouts: 3, Logger: testLogger("master")})
+	mcfg := master.Config{AllocationInterval: 100 * time.Millisecond, AgentPingTimeout: 300 * time.Millisecond,
+		MaxAgentPingTimeouts: 3, Logger: testLogger("master")}
+	for _, f := range mutate {
+		f(&mcfg)
+	}
+	m, err := master.New(mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +70,16 @@ func newEnv(t *testing.T, agents int, res string) *env {
 	}
 	go pool.Run(ctx)
 	e := &env{t: t, cp: cp, client: cp.Client(), master: m, addr: srv.Listener.Addr().String(), agents: pool, cancel: cancel}
-	t.Cleanup(func() {
+	e.close = func() {
 		if e.schedC != nil {
 			e.schedC()
+			e.schedC = nil
 		}
 		cancel()
 		srv.CloseClientConnections()
 		srv.Close()
-	})
+	}
+	t.Cleanup(func() { e.close() })
 	waitUntil(t, "agents registered", func() bool { return pool.Registered() == agents })
 	e.startScheduler()
 	return e
@@ -105,7 +112,7 @@ func (e *env) startScheduler() {
 	e.schedC = func() { cancel(); <-done; <-done }
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(60 * time.Second)

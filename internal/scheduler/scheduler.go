@@ -53,6 +53,9 @@ type Scheduler struct {
 
 	st      *state
 	work    chan func()
+	// ordered carries the Mesos calls whose order matters (SUPPRESS and
+	// REVIVE): one goroutine sends them one after another.
+	ordered chan func(context.Context)
 	kick    chan struct{}
 	writes  chan func(context.Context) // apiserver writes, done by workers
 	metrics *metrics
@@ -63,6 +66,9 @@ type Scheduler struct {
 	mu          sync.Mutex
 	frameworkID string
 	healthy     bool
+
+	// onRunning, when set (benchmarks), is told when a pod's task runs.
+	onRunning func(podKey string)
 }
 
 // New makes a scheduler. mesos is usually a *schedclient.Client whose
@@ -77,6 +83,7 @@ func New(cfg Config, client kubernetes.Interface, mesos MesosAPI, logger *log.Lo
 		cfg: cfg, client: client, mesos: mesos, log: logger, now: time.Now,
 		st:       newState(),
 		work:     make(chan func(), 4096),
+		ordered:  make(chan func(context.Context), 1024),
 		kick:     make(chan struct{}, 1),
 		writes:   make(chan func(context.Context), 1<<16),
 		metrics:  newMetrics(),
@@ -129,6 +136,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for i := 0; i < 16; i++ {
 		go s.writer(ctx)
 	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case fn := <-s.ordered:
+				fn(ctx)
+			}
+		}
+	}()
 	go s.nodes.run(ctx)
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, nodeInf.HasSynced) {
@@ -247,9 +264,10 @@ func (s *Scheduler) podChangedLocked(p *corev1.Pod) {
 		q = &queued{added: s.now(), due: s.now()}
 		st.queue[key] = q
 		s.metrics.podsQueued.Add(1)
+		st.emptySince = time.Time{}
 		if st.suppressed {
 			st.suppressed = false
-			s.call(ctx0, "REVIVE", func(ctx context.Context) error { return s.mesos.Revive(ctx, s.cfg.Roles...) })
+			s.orderedCall("REVIVE", func(ctx context.Context) error { return s.mesos.Revive(ctx, s.cfg.Roles...) })
 		}
 	}
 	q.pod = p
@@ -328,6 +346,19 @@ func (s *Scheduler) killTask(t *task, grace time.Duration) {
 	s.call(ctx0, "KILL", func(ctx context.Context) error { return s.mesos.Kill(ctx, id, agent, grace) })
 }
 
+// suppressAfter is how long the queue stays empty before offers are
+// suppressed.
+const suppressAfter = 2 * time.Second
+
+// orderedCall sends a Mesos call after the ordered calls before it.
+func (s *Scheduler) orderedCall(what string, fn func(context.Context) error) {
+	s.ordered <- func(ctx context.Context) {
+		if err := fn(ctx); err != nil {
+			s.log.Printf("%s: %v", what, err)
+		}
+	}
+}
+
 // call sends a Mesos call off the loop goroutine, logging failures.
 func (s *Scheduler) call(ctx context.Context, what string, fn func(context.Context) error) {
 	go func() {
@@ -383,14 +414,19 @@ func (s *Scheduler) schedule(ctx context.Context) {
 	st := s.st
 	now := s.now()
 	if len(st.queue) == 0 {
-		if !st.suppressed && len(st.offers) > 0 {
-			// Nothing waits: give the offers back and stop receiving them.
+		// Nothing waits: after a quiet moment (pods often come in
+		// bursts), give the offers back and stop receiving them.
+		if st.emptySince.IsZero() {
+			st.emptySince = now
+		}
+		if !st.suppressed && now.Sub(st.emptySince) >= suppressAfter {
 			s.declineAll(ctx, st.offers)
 			st.suppressed = true
-			s.call(ctx, "SUPPRESS", func(ctx context.Context) error { return s.mesos.Suppress(ctx, s.cfg.Roles...) })
+			s.orderedCall("SUPPRESS", func(ctx context.Context) error { return s.mesos.Suppress(ctx, s.cfg.Roles...) })
 		}
 		return
 	}
+	st.emptySince = time.Time{}
 	if !st.dirty {
 		// Wake for backoffs that expired.
 		for _, q := range st.queue {
@@ -636,7 +672,8 @@ func (s *Scheduler) Event(ctx context.Context, ev *schedulerpb.Event) {
 		s.frameworkID = id
 		s.mu.Unlock()
 		s.log.Printf("subscribed to Mesos as framework %s", id)
-		s.do(func() { s.st.suppressed = false; s.reconcileExplicit(ctx) })
+		// A new subscription starts unsuppressed (unless told otherwise).
+		s.do(func() { s.st.suppressed = false; s.st.emptySince = time.Time{}; s.reconcileExplicit(ctx) })
 	case schedulerpb.Event_OFFERS:
 		offers := ev.GetOffers().GetOffers()
 		s.metrics.offersReceived.Add(int64(len(offers)))
@@ -743,6 +780,9 @@ func (s *Scheduler) statusUpdate(ctx context.Context, st *mesospb.TaskStatus) {
 			t.state = taskRunning
 			if state == mesospb.TaskState_TASK_RUNNING && !t.launched.IsZero() {
 				s.metrics.launchToRunning.observe(s.now().Sub(t.launched).Seconds())
+			}
+			if s.onRunning != nil && state == mesospb.TaskState_TASK_RUNNING {
+				s.onRunning(t.podKey)
 			}
 		}
 		return

@@ -86,6 +86,8 @@ type state struct {
 	nodes map[string]*corev1.Node
 
 	suppressed bool
+	// emptySince is when the queue last became empty.
+	emptySince time.Time
 	dirty      bool
 	rng        *rand.Rand
 }

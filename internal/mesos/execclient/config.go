@@ -178,7 +178,7 @@ func agentURL(getenv func(string) string) (string, error) {
 		return "", envError("MESOS_AGENT_ENDPOINT", "", "it is the agent's ip:port, where the executor API is")
 	}
 	id, addr, ok := strings.Cut(pid, "@")
-	if !ok || id == "" || strings.ContainsAny(id, "/?#% ") {
+	if !ok || id == "" || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("/?#%\\", r) }) {
 		return "", envError("MESOS_SLAVE_PID", pid, "is not a libprocess PID such as slave(1)@10.0.0.1:5051 (and MESOS_AGENT_ENDPOINT is not set)")
 	}
 	hostPort, err := checkHostPort(addr)
@@ -196,7 +196,9 @@ func checkHostPort(s string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("no host")
 	}
-	if strings.ContainsAny(host, "/?#@ %\\") || strings.ContainsFunc(host, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
+	if net.ParseIP(host) == nil && strings.ContainsFunc(host, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '-' || r == '_')
+	}) {
 		return "", fmt.Errorf("%q is not an IP address or host name", host)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {

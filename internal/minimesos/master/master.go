@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 	"github.com/k8sm/k8sm/internal/mesos/uuid"
 )
@@ -254,3 +255,26 @@ func schedEvent(t schedulerpb.Event_Type) *schedulerpb.Event {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// UsedCPUs totals the cpus tasks and executors hold on all agents (for
+// benchmarks and tests).
+func (m *Master) UsedCPUs() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := 0.0
+	for _, a := range m.st.agents {
+		for _, tasks := range a.tasks {
+			for _, t := range tasks {
+				if !t.terminalReceived {
+					used += resources.Scalar(t.res, "cpus")
+				}
+			}
+		}
+		for _, execs := range a.executors {
+			for _, e := range execs {
+				used += resources.Scalar(e.res, "cpus")
+			}
+		}
+	}
+	return used
+}
