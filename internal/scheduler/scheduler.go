@@ -51,8 +51,8 @@ type Scheduler struct {
 	log    *log.Logger
 	now    func() time.Time
 
-	st      *state
-	work    chan func()
+	st   *state
+	work chan func()
 	// ordered carries the Mesos calls whose order matters (SUPPRESS and
 	// REVIVE): one goroutine sends them one after another.
 	ordered chan func(context.Context)
