@@ -293,7 +293,7 @@ func TestRecordedRefusals(t *testing.T) {
 			if refuseSubscribe {
 				err := r.wait(t)
 				var se *StatusError
-				if !errors.As(err, &se) || se.Code != rec.status || !strings.Contains(err.Error(), rec.respBody) || errors.Is(err, ErrAgentGone) {
+				if !errors.As(err, &se) || se.Code != rec.status || !strings.Contains(err.Error(), strings.TrimSpace(rec.respBody)) || errors.Is(err, ErrAgentGone) {
 					t.Fatalf("Run: %v; want the agent's %d %q", err, rec.status, rec.respBody)
 				}
 				fa.mu.Lock()
@@ -306,7 +306,7 @@ func TestRecordedRefusals(t *testing.T) {
 			waitFor(t, "subscription", c.isSubscribed)
 			err := c.Update(context.Background(), status("t-py", mesospb.TaskState_TASK_RUNNING))
 			var se *StatusError
-			if !errors.As(err, &se) || se.Code != rec.status || se.Call != "UPDATE" || !strings.Contains(err.Error(), rec.respBody) || errors.Is(err, ErrPending) {
+			if !errors.As(err, &se) || se.Code != rec.status || se.Call != "UPDATE" || !strings.Contains(err.Error(), strings.TrimSpace(rec.respBody)) || errors.Is(err, ErrPending) {
 				t.Fatalf("Update: %v; want the agent's %d %q", err, rec.status, rec.respBody)
 			}
 			if _, updates := c.Unacknowledged(); len(updates) != 0 {
@@ -488,9 +488,10 @@ func TestReconnectThrough503(t *testing.T) {
 	}
 	subs := fa.callsOf(executorpb.Call_SUBSCRIBE)
 	fa.mu.Lock()
-	defer fa.mu.Unlock()
-	if len(subs) != 2 || attempts != 3 {
-		t.Fatalf("%d SUBSCRIBEs taken, %d refused with 503", len(subs), attempts)
+	refused := attempts
+	fa.mu.Unlock()
+	if len(subs) != 2 || refused != 3 {
+		t.Fatalf("%d SUBSCRIBEs taken, %d refused with 503", len(subs), refused)
 	}
 	if u := subs[1].GetSubscribe().GetUnacknowledgedUpdates(); len(u) != 1 || u[0].GetStatus().GetState() != mesospb.TaskState_TASK_RUNNING {
 		t.Errorf("resubscription carries %v; want the RUNNING made while disconnected", u)
