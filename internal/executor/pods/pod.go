@@ -487,3 +487,21 @@ func (p *Pod) execIn(ctx context.Context, c *container, argv []string) ([]byte, 
 	os.MkdirAll(dir, 0o755)
 	return runCommand(ctx, argv, env, dir)
 }
+
+// Running tells whether a container runs now.
+func (p *Pod) Running(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range append(append([]*container{}, p.init...), p.containers...) {
+		if c.spec.Name == name {
+			return c.running != nil
+		}
+	}
+	return false
+}
+
+// Namespace of the pod.
+func (p *Pod) Namespace() string { return p.spec.Namespace }
+
+// Name of the pod.
+func (p *Pod) Name() string { return p.spec.Name }

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/k8sm/k8sm/internal/executor"
+	"github.com/k8sm/k8sm/internal/executor/kubeletapi"
+	"github.com/k8sm/k8sm/internal/executor/runtime"
+	"github.com/k8sm/k8sm/internal/mesos/execclient"
+)
+
+func init() {
+	subcommands = append(subcommands, newExecutorCommand)
+}
+
+func newExecutorCommand() *cobra.Command {
+	var kubeconfig, cgroupParent string
+	var kubeletPort int
+	var restartBackoff time.Duration
+	cmd := &cobra.Command{
+		Use:   "executor",
+		Short: "Run pods on a Mesos agent (started by the agent for km's scheduler; the kubelet's role)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := log.New(os.Stderr, "km executor: ", log.LstdFlags|log.Lmicroseconds)
+			mcfg, err := execclient.ConfigFromEnv(os.Getenv)
+			if err != nil {
+				return err
+			}
+			mcfg.Logger = logger
+			u, err := url.Parse(mcfg.AgentURL)
+			if err != nil {
+				return fmt.Errorf("agent URL %q: %v", mcfg.AgentURL, err)
+			}
+			hostIP := u.Hostname()
+			rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return fmt.Errorf("--kubeconfig %s: %v (the scheduler serves the executor's kubeconfig with --executor-kubeconfig)", kubeconfig, err)
+			}
+			rc.UserAgent = "km-executor"
+			client, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
+			mc := execclient.New(mcfg)
+			sandbox := mcfg.Sandbox
+			if sandbox == "" {
+				sandbox, _ = os.Getwd()
+			}
+			e := executor.New(executor.Config{Client: client, Mesos: mc, Runtime: runtime.NewProcess(cgroupParent),
+				Sandbox: sandbox, HostIP: hostIP, RestartBackoff: restartBackoff, Logger: logger})
+
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			// The kubelet API, for kubectl logs through the apiserver.
+			addr := net.JoinHostPort(hostIP, strconv.Itoa(kubeletPort))
+			if tlsCfg, err := kubeletapi.SelfSignedTLS(hostIP); err != nil {
+				logger.Printf("kubelet API not served: %v", err)
+			} else if ln, err := net.Listen("tcp", addr); err != nil {
+				logger.Printf("kubelet API not served: port %d on %s is in use (another executor of this agent?): %v", kubeletPort, hostIP, err)
+			} else {
+				srv := &http.Server{Handler: kubeletapi.Handler(e), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
+				go srv.ServeTLS(ln, "", "")
+				defer srv.Close()
+			}
+			go e.Run(ctx)
+			done := make(chan error, 1)
+			go func() { done <- mc.Run(ctx, e) }()
+			select {
+			case <-ctx.Done():
+				e.Shutdown(context.Background())
+				return nil
+			case err := <-done:
+				// The agent is gone for good, or told us to shut down:
+				// no pod outlives the executor.
+				e.Shutdown(context.Background())
+				if err != nil && !errors.Is(err, context.Canceled) {
+					logger.Printf("%v", err)
+				}
+				return nil
+			}
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&kubeconfig, "kubeconfig", "executor.kubeconfig", "kubeconfig of the apiserver (pod status, events)")
+	fs.IntVar(&kubeletPort, "kubelet-port", 10250, "port of the kubelet API (logs) on the agent's address")
+	fs.DurationVar(&restartBackoff, "restart-backoff", 10*time.Second, "first delay before restarting a failed container (doubles up to 5m)")
+	fs.StringVar(&cgroupParent, "cgroup-parent", "km", "cgroup under which containers get their memory and cpu limits")
+	return cmd
+}
