@@ -137,7 +137,9 @@ func (e *Executor) Event(ctx context.Context, ev *executorpb.Event) {
 }
 
 // Disconnected from the agent.
-func (e *Executor) Disconnected(err error) { e.cfg.Logger.Printf("disconnected from the agent: %v", err) }
+func (e *Executor) Disconnected(err error) {
+	e.cfg.Logger.Printf("disconnected from the agent: %v", err)
+}
 
 func (e *Executor) update(ctx context.Context, t *mesospb.TaskInfo, state mesospb.TaskState, reason *mesospb.TaskStatus_Reason, msg string) {
 	st := &mesospb.TaskStatus{TaskId: t.GetTaskId(), State: state.Enum(), AgentId: t.GetAgentId()}
