@@ -282,6 +282,9 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		return errors.New("execclient: Run is already running: a Client has one subscription")
 	}
 	defer c.running.Store(false)
+	c.mu.Lock()
+	c.shutdown = false // a SHUTDOWN seen by an earlier Run is not this one's
+	c.mu.Unlock()
 
 	clock := c.cfg.Clock
 	since := clock.Now() // start of the outage, or of Run

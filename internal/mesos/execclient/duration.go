@@ -82,7 +82,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		q.Add(q, big.NewInt(1))
 	}
 	if !q.IsInt64() {
-		return 0, fmt.Errorf("%q is out of range: a duration can be at most %s", s, FormatDuration(time.Duration(1<<63-1)))
+		return 0, fmt.Errorf("%q is out of range: a duration can be at most %s (about 292 years)", s, FormatDuration(time.Duration(1<<63-1)))
 	}
 	return time.Duration(q.Int64()), nil
 }
