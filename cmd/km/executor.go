@@ -85,6 +85,11 @@ func newExecutorCommand() *cobra.Command {
 			case <-ctx.Done():
 				e.Shutdown(context.Background())
 				return nil
+			case <-e.Done():
+				// SHUTDOWN: every pod is stopped; give the terminal
+				// updates a moment to reach the agent.
+				time.Sleep(500 * time.Millisecond)
+				return nil
 			case err := <-done:
 				// The agent is gone for good, or told us to shut down:
 				// no pod outlives the executor.

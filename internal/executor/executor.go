@@ -65,7 +65,14 @@ type Executor struct {
 	shutdown bool
 
 	dirty chan string // task IDs whose pod status changed
+	// done is closed when a SHUTDOWN has been carried out: the executor
+	// process should exit.
+	done     chan struct{}
+	doneOnce sync.Once
 }
+
+// Done is closed once the agent's SHUTDOWN has been carried out.
+func (e *Executor) Done() <-chan struct{} { return e.done }
 
 type running struct {
 	task    *mesospb.TaskInfo
@@ -87,6 +94,7 @@ func New(cfg Config) *Executor {
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName}),
 		pods:     map[string]*running{},
 		dirty:    make(chan string, 4096),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -131,6 +139,7 @@ func (e *Executor) Event(ctx context.Context, ev *executorpb.Event) {
 		e.kill(ctx, ev.GetKill().GetTaskId().GetValue(), grace)
 	case executorpb.Event_SHUTDOWN:
 		e.Shutdown(ctx)
+		e.doneOnce.Do(func() { close(e.done) })
 	case executorpb.Event_ERROR:
 		e.cfg.Logger.Printf("agent error: %s", ev.GetError().GetMessage())
 	}

@@ -224,6 +224,7 @@ func (p *Pod) runInit(c *container) bool {
 		if !p.backoff(c, attempt) {
 			return false
 		}
+		p.restarted(c)
 	}
 }
 
@@ -250,6 +251,7 @@ func (p *Pod) supervise(c *container) {
 		if !p.backoff(c, attempt) {
 			return
 		}
+		p.restarted(c)
 	}
 }
 
@@ -387,13 +389,15 @@ func (p *Pod) runOnce(c *container) (runtime.Exit, bool) {
 	if exit.OOMKilled {
 		p.event(corev1.EventTypeWarning, "OOMKilled", fmt.Sprintf("Container %s was killed: it went over its memory limit", c.spec.Name))
 	}
-	restartable := p.spec.Spec.RestartPolicy != corev1.RestartPolicyNever
-	if restartable && !p.isTerminating() {
-		p.mu.Lock()
-		c.restarts++
-		p.mu.Unlock()
-	}
 	return exit, true
+}
+
+// restarted counts a restart (the kubelet's restartCount), before the
+// container runs again.
+func (p *Pod) restarted(c *container) {
+	p.mu.Lock()
+	c.restarts++
+	p.mu.Unlock()
 }
 
 func (p *Pod) probeGrace(c *container) time.Duration {
