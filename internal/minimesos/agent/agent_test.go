@@ -1,181 +1,153 @@
 package agent
 
 import (
-	"archive/tar"
-	"archive/zip"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
+	"log"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
+	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
 )
 
-func newTestAgent(t *testing.T) *Agent {
-	t.Helper()
-	a, err := New(Config{Master: "127.0.0.1:1", WorkDir: t.TempDir(), Resources: "cpus:1;mem:512", KMBinary: "/bin/true"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-func TestBadFlagsQuoteTheBadPart(t *testing.T) {
+// Bad flags stop the agent with a message that quotes the bad part and says
+// what is expected.
+func TestBadFlags(t *testing.T) {
+	dir := t.TempDir()
 	for _, c := range []struct {
 		cfg  Config
 		want string
 	}{
-		{Config{Master: "m:1", WorkDir: t.TempDir(), Resources: "cpus:four"}, `--resources: bad resource "cpus:four": value "four" is not a number`},
-		{Config{Master: "m:1", WorkDir: t.TempDir(), Resources: "cpus:1", Attributes: "rack"}, `--attributes: bad attribute "rack"`},
-		{Config{WorkDir: t.TempDir()}, "--master is required"},
+		{Config{Master: "m:1", WorkDir: dir, Resources: "cpus:four"}, `--resources="cpus:four": bad resource "cpus:four": value "four" is not a number; write e.g. cpus:4`},
+		{Config{Master: "m:1", WorkDir: dir, Resources: "cpus:1;ports:[2-1]"}, `range "2-1" ends before it begins`},
+		{Config{Master: "m:1", WorkDir: dir, Attributes: "rack"}, `--attributes="rack": bad attribute "rack": expected name:value`},
+		{Config{WorkDir: dir}, "--master is required"},
+		{Config{Master: "localhost", WorkDir: dir}, `--master="localhost" is not host:port`},
 		{Config{Master: "m:1"}, "--work_dir is required"},
-		{Config{Master: "m:1", WorkDir: t.TempDir(), IP: "nope"}, `--ip "nope" is not an IP address`},
+		{Config{Master: "m:1", WorkDir: dir, IP: "nope"}, `--ip="nope" is not an IP address`},
+		{Config{Master: "m:1", WorkDir: dir, Port: 70000}, `--port=70000 is not a port number`},
+		{Config{Master: "m:1", WorkDir: dir, ExecutorReregistrationTimeout: time.Minute}, `--executor_reregistration_timeout=1m0s is longer than Mesos allows (15s)`},
 	} {
 		_, err := New(c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("got %v, want %q", err, c.want)
+			t.Errorf("New(%+v): got %v, want %q", c.cfg, err, c.want)
 		}
 	}
-	a := newTestAgent(t)
-	if got := a.total; len(got) != 3 {
-		t.Errorf("default ports are added to the resources: %v", got)
-	}
-}
-
-// The executor API answers as a real Mesos 1.11 agent did
-// (testdata/mesos-recordings/executor-session.txt).
-func TestExecutorAPIErrors(t *testing.T) {
-	a := newTestAgent(t)
-	fi := &mesospb.FrameworkInfo{User: proto.String("root"), Name: proto.String("f"), Id: &mesospb.FrameworkID{Value: proto.String("fw")}}
-	a.mu.Lock()
-	fw := a.frameworkLocked(fi)
-	fw.executors["e-py"] = &executor{fwID: "fw", info: &mesospb.ExecutorInfo{ExecutorId: &mesospb.ExecutorID{Value: proto.String("e-py")}}, tasks: map[string]*task{}, state: launching}
-	a.mu.Unlock()
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
-	upd := func(fwid, status string) string {
-		return `{"type": "UPDATE", "framework_id": {"value": "` + fwid + `"}, "executor_id": {"value": "e-py"}, "update": {"status": ` + status + `}}`
-	}
-	for _, c := range []struct {
-		name, method, ct, body string
-		code                   int
-		want                   string
-	}{
-		{"GET", "GET", "", "", 405, "405 Method Not Allowed. Expecting one of { 'POST' }, but received 'GET'."},
-		{"no content type", "POST", "", "{}", 400, "Expecting 'Content-Type' to be present"},
-		{"text/plain", "POST", "text/plain", "{}", 415, "Expecting 'Content-Type' of application/json or application/x-protobuf"},
-		{"malformed", "POST", "application/json", `{"type":`, 400, "Failed to parse body into JSON: "},
-		{"no subscribe", "POST", "application/json", `{"type": "SUBSCRIBE", "framework_id": {"value": "fw"}, "executor_id": {"value": "e-py"}}`, 400,
-			"Failed to validate Executor::Call: Expecting 'subscribe' to be present"},
-		{"staging", "POST", "application/json", upd("fw", `{"task_id": {"value": "t-py"}, "state": "TASK_STAGING", "source": "SOURCE_EXECUTOR", "uuid": "Q4+9scagQMmg5SEgyMIJ7g=="}`), 400,
-			"Failed to validate Executor::Call: Received TASK_STAGING from executor e-py of framework fw which is not allowed"},
-		{"no uuid", "POST", "application/json", upd("fw", `{"task_id": {"value": "t-py"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR"}`), 400,
-			"Failed to validate Executor::Call: Expecting 'uuid' to be present"},
-		{"short uuid", "POST", "application/json", upd("fw", `{"task_id": {"value": "t-py"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR", "uuid": "YWJj"}`), 400,
-			"Failed to validate Executor::Call: Not a valid UUID"},
-		{"wrong framework", "POST", "application/json", upd("wrong-fw", `{"task_id": {"value": "t-py"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR", "uuid": "eTPnUTfVQEypJMAxyrfTBQ=="}`), 400,
-			"Framework cannot be found"},
-		{"unknown executor", "POST", "application/json", `{"type": "MESSAGE", "framework_id": {"value": "fw"}, "executor_id": {"value": "nope"}, "message": {"data": "aGk="}}`, 400,
-			"Executor cannot be found"},
-		{"not subscribed", "POST", "application/json", upd("fw", `{"task_id": {"value": "t-py"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR", "uuid": "eTPnUTfVQEypJMAxyrfTBQ=="}`), 403,
-			"Executor is not subscribed"},
-		{"heartbeat", "POST", "application/json", `{"type": "HEARTBEAT", "framework_id": {"value": "x"}, "executor_id": {"value": "y"}}`, 202, ""},
+	for s, want := range map[string]string{
+		`{"A": 1}`: `the value of "A" is 1, not a string`,
+		`[1]`:      `--executor_environment_variables="[1]" is not a JSON object`,
 	} {
-		req, _ := http.NewRequest(c.method, srv.URL+"/api/v1/executor", strings.NewReader(c.body))
-		if c.ct != "" {
-			req.Header.Set("Content-Type", c.ct)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != c.code || !strings.HasPrefix(string(b), c.want) {
-			t.Errorf("%s: %d %q, want %d %q", c.name, resp.StatusCode, b, c.code, c.want)
+		if _, err := ParseExecutorEnvironment(s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseExecutorEnvironment(%s): got %v, want %q", s, err, want)
 		}
 	}
-}
+	if env, err := ParseExecutorEnvironment(`{"A": "1"}`); err != nil || env["A"] != "1" {
+		t.Errorf("got %v %v", env, err)
+	}
 
-func TestAgentIDCheckpoint(t *testing.T) {
-	dir := t.TempDir()
-	a, _ := New(Config{Master: "m:1", WorkDir: dir, Resources: "cpus:1;mem:512", KMBinary: "/bin/true"})
-	a.saveAgentID("abc-S7")
-	b, _ := New(Config{Master: "m:1", WorkDir: dir, Resources: "cpus:1;mem:512", KMBinary: "/bin/true"})
-	if b.ID() != "abc-S7" || b.registerCall().GetAgentId().GetValue() != "abc-S7" {
-		t.Fatalf("a restarted agent registers with its checkpointed ID, got %q", b.ID())
-	}
-	b.forgetAgentID()
-	c, _ := New(Config{Master: "m:1", WorkDir: dir, Resources: "cpus:1;mem:512", KMBinary: "/bin/true"})
-	if c.ID() != "" {
-		t.Fatalf("forgotten ID came back: %q", c.ID())
-	}
-}
-
-func TestFetcher(t *testing.T) {
-	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "tool.sh"), []byte("#!/bin/sh\necho hi\n"), 0o644)
-	var tgz bytes.Buffer
-	gz := gzip.NewWriter(&tgz)
-	tw := tar.NewWriter(gz)
-	tw.WriteHeader(&tar.Header{Name: "pkg/readme.txt", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
-	tw.Write([]byte("hello"))
-	tw.Close()
-	gz.Close()
-	var zbuf bytes.Buffer
-	zw := zip.NewWriter(&zbuf)
-	w, _ := zw.Create("z/inside.txt")
-	w.Write([]byte("zipped"))
-	zw.Close()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/bundle.tar.gz":
-			w.Write(tgz.Bytes())
-		case "/bundle.zip":
-			w.Write(zbuf.Bytes())
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
-	sandbox := t.TempDir()
-	err := fetchURIs(context.Background(), []*mesospb.CommandInfo_URI{
-		{Value: proto.String(filepath.Join(src, "tool.sh")), Executable: proto.Bool(true)},
-		{Value: proto.String(srv.URL + "/bundle.tar.gz")},
-		{Value: proto.String(srv.URL + "/bundle.zip")},
-		{Value: proto.String("file://" + filepath.Join(src, "tool.sh")), OutputFile: proto.String("copy.sh"), Extract: proto.Bool(false)},
-	}, sandbox)
+	// A port in use fails at once, naming the port and the flags.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Stat(filepath.Join(sandbox, "tool.sh")); err != nil || st.Mode()&0o111 == 0 {
-		t.Fatalf("executable not set: %v %v", st, err)
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	a, err := New(Config{Master: "127.0.0.1:1", WorkDir: dir, Port: port, Resources: "cpus:1;mem:128"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for f, want := range map[string]string{"pkg/readme.txt": "hello", "z/inside.txt": "zipped", "copy.sh": "#!/bin/sh\necho hi\n"} {
-		if b, err := os.ReadFile(filepath.Join(sandbox, f)); err != nil || string(b) != want {
-			t.Errorf("%s: %q %v", f, b, err)
-		}
-	}
-	err = fetchURIs(context.Background(), []*mesospb.CommandInfo_URI{{Value: proto.String(srv.URL + "/missing.tgz")}}, sandbox)
-	if err == nil || !strings.Contains(err.Error(), "missing.tgz") || !strings.Contains(err.Error(), "404") {
+	err = a.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) || !strings.Contains(err.Error(), "choose another address with --ip/--port") {
 		t.Fatalf("got %v", err)
 	}
-	// An archive may not write outside the sandbox.
-	var evil bytes.Buffer
-	tw = tar.NewWriter(&evil)
-	tw.WriteHeader(&tar.Header{Name: "../escape", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
-	tw.Write([]byte("x"))
-	tw.Close()
-	os.WriteFile(filepath.Join(src, "evil.tar"), evil.Bytes(), 0o644)
-	if err := fetchURIs(context.Background(), []*mesospb.CommandInfo_URI{{Value: proto.String(filepath.Join(src, "evil.tar"))}}, sandbox); err == nil {
-		t.Fatal("path traversal accepted")
+}
+
+// What --resources does not name is detected; what it names is kept.
+func TestAgentResources(t *testing.T) {
+	rs, err := AgentResources("cpus:3;gpus:1", "*", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resources.Scalar(rs, "cpus"); got != 3 {
+		t.Errorf("cpus %v", got)
+	}
+	if resources.Scalar(rs, "mem") < 512 || resources.Scalar(rs, "disk") <= 0 || resources.Scalar(rs, "gpus") != 1 {
+		t.Errorf("detected resources: %s", resources.String(rs))
+	}
+	if got := resources.RangesString(resources.Ports(rs)); got != "[31000-32000]" {
+		t.Errorf("ports %s", got)
+	}
+}
+
+// The agent registers, checkpoints the ID the master gives it, registers
+// again with it when the stream breaks (with backoff after a refusal, whose
+// text it logs), and a restarted agent comes back with it.
+func TestRegistrationKeepsTheCheckpointedID(t *testing.T) {
+	m := newFakeMaster(t)
+	m.refuse, m.refuseBody = 503, "not the leader yet"
+	dir := t.TempDir()
+	cfg := testConfig(t, m, dir)
+	logs := &lockedBuffer{}
+	cfg.Logger = log.New(logs, "", 0)
+	a := startAgent(t, cfg)
+	waitFor(t, "a refused registration retried", func() bool {
+		n := 0
+		for _, c := range m.snapshot() {
+			if c.GetType() == agentpb.Call_REGISTER {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	m.mu.Lock()
+	m.refuse = 0
+	m.mu.Unlock()
+	reg := m.waitRegistrations(t, 1)[0]
+	waitFor(t, "logged refusal", func() bool { return strings.Contains(logs.String(), "not the leader yet") })
+	if reg.AgentId != nil {
+		t.Fatalf("a new agent registers without an ID: %v", reg)
+	}
+	info := reg.GetRegister().GetAgentInfo()
+	if info.GetHostname() != "agent-1" || int(info.GetPort()) != cfg.Port || reg.GetRegister().GetEndpoint() != a.Endpoint() {
+		t.Fatalf("agent info %v endpoint %s", info, reg.GetRegister().GetEndpoint())
+	}
+	if got := resources.Scalar(info.GetResources(), "cpus"); got != 2 {
+		t.Errorf("cpus %v", got)
+	}
+	if len(info.GetAttributes()) != 2 || info.GetAttributes()[0].GetText().GetValue() != "r1" {
+		t.Errorf("attributes %v", info.GetAttributes())
+	}
+	waitFor(t, "registered", a.Registered)
+	if a.ID() != "fake-S1" {
+		t.Fatalf("ID %q", a.ID())
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "meta", "slaves", "latest")); err != nil || filepath.Base(target) != "fake-S1" {
+		t.Fatalf("checkpointed ID: %v %v", target, err)
+	}
+
+	m.breakStream()
+	if reg := m.waitRegistrations(t, 2)[1]; reg.GetAgentId().GetValue() != "fake-S1" || reg.GetRegister().GetAgentInfo().GetId().GetValue() != "fake-S1" {
+		t.Fatalf("re-registration without the ID: %v", reg)
+	}
+
+	a.stop(t)
+	startAgent(t, cfg)
+	if reg := m.waitRegistrations(t, 3)[2]; reg.GetAgentId().GetValue() != "fake-S1" {
+		t.Fatalf("a restarted agent registers with its checkpointed ID, got %v", reg)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 5: 15 * time.Second, 50: 15 * time.Second} {
+		for i := 0; i < 20; i++ {
+			if d := backoff(time.Second, 15*time.Second, n); d < want/2 || d > want {
+				t.Fatalf("attempt %d: %v, want between %v and %v", n, d, want/2, want)
+			}
+		}
 	}
 }

@@ -2,87 +2,140 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/k8sm/k8sm/internal/mesos/execclient"
 	"github.com/k8sm/k8sm/internal/mesos/executorpb"
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
+	"github.com/k8sm/k8sm/internal/mesos/resources"
 	"github.com/k8sm/k8sm/internal/mesos/uuid"
-	"github.com/k8sm/k8sm/internal/minimesos/agentpb"
+	"github.com/k8sm/k8sm/internal/minimesos/eventstream"
+)
+
+// Mesos gives the command executor this much on top of its task
+// (DEFAULT_EXECUTOR_CPUS, DEFAULT_EXECUTOR_MEM).
+const (
+	commandExecutorCPUs = 0.1
+	commandExecutorMem  = 32
+)
+
+// How much history the operator endpoints keep.
+const (
+	maxCompletedExecutors  = 150 // per framework, Mesos' default
+	maxCompletedTasks      = 200 // per executor
+	maxCompletedFrameworks = 50
+	maxStatusesPerTask     = 20
 )
 
 type executorState int
 
 const (
-	// launching: the process is starting or has not subscribed yet; tasks
-	// wait in the queue.
-	launching executorState = iota
+	// registering: being fetched and started, started but not subscribed,
+	// or recovered from a checkpoint and not re-subscribed yet. Tasks wait
+	// in the queue.
+	registering executorState = iota
 	running
-	// terminating: SHUTDOWN sent, the process group dies after the grace
-	// period.
+	// terminating: SHUTDOWN sent (or the agent gave up on it); its process
+	// group is killed when the grace period ends.
 	terminating
 	terminated
 )
 
+func (s executorState) String() string {
+	return [...]string{"REGISTERING", "RUNNING", "TERMINATING", "TERMINATED"}[s]
+}
+
+type framework struct {
+	id          string
+	info        *mesospb.FrameworkInfo
+	executors   map[string]*executor
+	completed   []*executor
+	terminating bool // SHUTDOWN_FRAMEWORK: its executors are going away
+}
+
+func (fw *framework) checkpoint() bool { return fw.info.GetCheckpoint() }
+
+func (fw *framework) capable(c mesospb.FrameworkInfo_Capability_Type) bool {
+	for _, x := range fw.info.GetCapabilities() {
+		if x.GetType() == c {
+			return true
+		}
+	}
+	return false
+}
+
+// lostOr is state for partition-aware frameworks, TASK_LOST for the others,
+// as Mesos answers them.
+func (fw *framework) lostOr(state mesospb.TaskState) mesospb.TaskState {
+	if fw.capable(mesospb.FrameworkInfo_Capability_PARTITION_AWARE) {
+		return state
+	}
+	return mesospb.TaskState_TASK_LOST
+}
+
 type executor struct {
-	fwID        string
+	fw          *framework
+	id          string
 	info        *mesospb.ExecutorInfo
 	command     bool // the built-in command executor of one command task
 	containerID string
-	dir         string
-	cmd         *exec.Cmd
-	pid         int
+	dir         string // sandbox
+	pid         int    // also its process group
+	user        string // run as this user ("" = the agent's)
 	state       executorState
-	stream      *eventStream
-	// queued tasks (and groups) wait for the executor to subscribe.
-	queued []queuedLaunch
-	tasks  map[string]*task
-	// shutdownReason is why the executor is being shut down ("" if not).
-	shutdownReason string
-	exited         chan struct{}
-	exitStatus     int
-	launchedAt     time.Time
+	recovered   bool // from a checkpoint: not a child of this agent process
+	stream      *eventstream.Stream
+	queue       []launchItem // waiting for SUBSCRIBE, in arrival order
+	tasks       map[string]*task
+	completed   []*task
+	// everSentTask: a LAUNCH went out (Mesos shuts down an executor whose
+	// every queued task was killed before it got one).
+	everSentTask bool
+	// pending is why the agent ends the executor, for its tasks' updates.
+	pending      *termination
+	launchCancel context.CancelFunc
+	regTimer     Timer
+	stopTimer    Timer
+	exited       chan struct{} // closed once its termination is handled
+	exitStatus   int
+	startedAt    time.Time
 }
 
-type queuedLaunch struct {
+type launchItem struct {
 	task  *mesospb.TaskInfo
 	group *mesospb.TaskGroupInfo
 }
 
-type task struct {
-	info   *mesospb.TaskInfo
-	state  mesospb.TaskState
-	latest *mesospb.TaskStatus
-	// delivered to the executor (LAUNCH sent).
-	delivered bool
+func (l launchItem) tasks() []*mesospb.TaskInfo {
+	if l.group != nil {
+		return l.group.GetTasks()
+	}
+	return []*mesospb.TaskInfo{l.task}
 }
 
-func (t *task) toTask(fi *mesospb.FrameworkInfo, e *executor) *mesospb.Task {
-	out := &mesospb.Task{
-		Name:        t.info.Name,
-		TaskId:      t.info.TaskId,
-		FrameworkId: fi.GetId(),
-		AgentId:     t.info.AgentId,
-		State:       t.state.Enum(),
-		Resources:   t.info.Resources,
-		Labels:      t.info.Labels,
+func (l launchItem) has(taskID string) bool {
+	for _, t := range l.tasks() {
+		if t.GetTaskId().GetValue() == taskID {
+			return true
+		}
 	}
-	if !e.command {
-		out.ExecutorId = e.info.ExecutorId
-	}
-	if t.latest != nil {
-		out.Statuses = []*mesospb.TaskStatus{t.latest}
-	}
-	return out
+	return false
+}
+
+type task struct {
+	info     *mesospb.TaskInfo
+	state    mesospb.TaskState
+	statuses []*mesospb.TaskStatus
+	queued   bool // not yet given to the executor
+}
+
+type termination struct {
+	state   mesospb.TaskState
+	reason  mesospb.TaskStatus_Reason
+	message string
 }
 
 func isTerminal(s mesospb.TaskState) bool {
@@ -94,454 +147,416 @@ func isTerminal(s mesospb.TaskState) bool {
 	return false
 }
 
-// commandExecutorInfo is the ExecutorInfo of the built-in command executor
-// for a command task: executor ID = task ID, as Mesos does.
-func (a *Agent) commandExecutorInfo(fi *mesospb.FrameworkInfo, t *mesospb.TaskInfo) *mesospb.ExecutorInfo {
-	cmd := t.GetCommand()
-	desc := cmd.GetValue()
-	if !cmd.GetShell() {
-		desc = strings.Join(cmd.GetArguments(), " ")
+// grace is the executor's shutdown grace period: its ExecutorInfo's, else
+// --executor_shutdown_grace_period.
+func (a *Agent) grace(ei *mesospb.ExecutorInfo) time.Duration {
+	if g := ei.GetShutdownGracePeriod(); g != nil && g.GetNanoseconds() >= 0 {
+		return time.Duration(g.GetNanoseconds())
 	}
-	return &mesospb.ExecutorInfo{
-		ExecutorId:  &mesospb.ExecutorID{Value: proto.String(t.GetTaskId().GetValue())},
-		FrameworkId: fi.GetId(),
-		Name:        proto.String(fmt.Sprintf("Command Executor (Task: %s) (Command: sh -c '%s')", t.GetTaskId().GetValue(), desc)),
-		Command: &mesospb.CommandInfo{
-			Value:     proto.String(a.cfg.KMBinary),
-			Arguments: []string{a.cfg.KMBinary, "mesos", "command-executor"},
-			Shell:     proto.Bool(false),
-			// The task's URIs are fetched into the executor's sandbox,
-			// where the command runs.
-			Uris:        cmd.GetUris(),
-			Environment: cmd.GetEnvironment(),
-		},
-	}
+	return a.cfg.ExecutorShutdownGracePeriod
 }
 
-func (a *Agent) frameworkLocked(fi *mesospb.FrameworkInfo) *framework {
-	id := fi.GetId().GetValue()
-	fw := a.frameworks[id]
-	if fw == nil {
-		fw = &framework{info: fi, executors: map[string]*executor{}}
-		a.frameworks[id] = fw
-	} else {
-		fw.info = fi
-	}
-	return fw
-}
-
-// runTask starts (or reuses) the task's executor and queues the task for
-// it.
-func (a *Agent) runTask(fi *mesospb.FrameworkInfo, t *mesospb.TaskInfo) {
-	ei, command := t.GetExecutor(), false
-	if ei == nil {
-		ei, command = a.commandExecutorInfo(fi, t), true
-	}
-	a.launch(fi, ei, command, queuedLaunch{task: t}, []*mesospb.TaskInfo{t})
-}
-
-func (a *Agent) runTaskGroup(fi *mesospb.FrameworkInfo, ei *mesospb.ExecutorInfo, g *mesospb.TaskGroupInfo) {
-	a.launch(fi, ei, false, queuedLaunch{group: g}, g.GetTasks())
-}
-
-func (a *Agent) launch(fi *mesospb.FrameworkInfo, ei *mesospb.ExecutorInfo, command bool, q queuedLaunch, tasks []*mesospb.TaskInfo) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	fw := a.frameworkLocked(fi)
-	fw.shuttingDown = false
-	e := fw.executors[ei.GetExecutorId().GetValue()]
-	if e != nil && e.state >= terminating {
-		// The old executor is on its way out; its ID is reused for a new
-		// run once it is gone. Until then, the task cannot start.
-		for _, t := range tasks {
-			a.agentStatusLocked(fw.info.GetId().GetValue(), e, t, mesospb.TaskState_TASK_FAILED, mesospb.TaskStatus_REASON_EXECUTOR_TERMINATED,
-				"Executor "+e.info.GetExecutorId().GetValue()+" is terminating; the task cannot be launched on it")
-		}
-		return
-	}
-	if e == nil {
-		e = &executor{fwID: fi.GetId().GetValue(), info: ei, command: command, containerID: uuid.NewString(),
-			tasks: map[string]*task{}, exited: make(chan struct{}), launchedAt: time.Now()}
-		fw.executors[ei.GetExecutorId().GetValue()] = e
-		for _, t := range tasks {
-			e.tasks[t.GetTaskId().GetValue()] = &task{info: t, state: mesospb.TaskState_TASK_STAGING}
-		}
-		e.queued = append(e.queued, q)
-		go a.startExecutor(fw.info, e)
-		return
-	}
-	for _, t := range tasks {
-		e.tasks[t.GetTaskId().GetValue()] = &task{info: t, state: mesospb.TaskState_TASK_STAGING}
-	}
-	if e.state == running && e.stream != nil {
-		a.deliverLocked(e, q)
-		return
-	}
-	e.queued = append(e.queued, q)
-}
-
-// deliverLocked sends a LAUNCH (or LAUNCH_GROUP) to a subscribed executor.
-func (a *Agent) deliverLocked(e *executor, q queuedLaunch) {
-	if q.task != nil {
-		if t := e.tasks[q.task.GetTaskId().GetValue()]; t != nil {
-			t.delivered = true
-		}
-		e.stream.Send(&executorpb.Event{Type: executorpb.Event_LAUNCH.Enum(), Launch: &executorpb.Event_Launch{Task: q.task}})
-		return
-	}
-	for _, ti := range q.group.GetTasks() {
-		if t := e.tasks[ti.GetTaskId().GetValue()]; t != nil {
-			t.delivered = true
+func (e *executor) liveTasks() int {
+	n := 0
+	for _, t := range e.tasks {
+		if !isTerminal(t.state) {
+			n++
 		}
 	}
-	e.stream.Send(&executorpb.Event{Type: executorpb.Event_LAUNCH_GROUP.Enum(), LaunchGroup: &executorpb.Event_LaunchGroup{TaskGroup: q.group}})
+	return n
 }
 
-func (a *Agent) sandboxDir(fwID string, e *executor) string {
-	return filepath.Join(a.cfg.WorkDir, "slaves", a.agentID, "frameworks", fwID, "executors", e.info.GetExecutorId().GetValue(), "runs", e.containerID)
-}
-
-// executorEnv is the environment Mesos gives an executor (§4.3 and the
-// recording of a real agent).
-func (a *Agent) executorEnv(fi *mesospb.FrameworkInfo, e *executor) []string {
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	for k, v := range a.cfg.ExecutorEnv {
-		env[k] = v
-	}
-	grace := a.cfg.ExecutorShutdownGracePeriod
-	if g := e.info.GetShutdownGracePeriod(); g != nil {
-		grace = time.Duration(g.GetNanoseconds())
-	}
-	checkpoint := "0"
-	if fi.GetCheckpoint() {
-		checkpoint = "1"
-		env["MESOS_RECOVERY_TIMEOUT"] = execclient.FormatDuration(a.cfg.RecoveryTimeout)
-		env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = execclient.FormatDuration(a.cfg.ExecutorReregistrationTimeout)
-	}
-	set := map[string]string{
-		"MESOS_FRAMEWORK_ID":                   e.fwID,
-		"MESOS_EXECUTOR_ID":                    e.info.GetExecutorId().GetValue(),
-		"MESOS_DIRECTORY":                      e.dir,
-		"MESOS_SANDBOX":                        e.dir,
-		"MESOS_AGENT_ENDPOINT":                 a.Endpoint(),
-		"MESOS_SLAVE_ID":                       a.ID(),
-		"MESOS_SLAVE_PID":                      "slave(1)@" + a.Endpoint(),
-		"MESOS_CHECKPOINT":                     checkpoint,
-		"MESOS_HTTP_COMMAND_EXECUTOR":          "0",
-		"MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": execclient.FormatDuration(grace),
-		"LIBPROCESS_IP":                        a.cfg.AdvertiseIP,
-		"LIBPROCESS_PORT":                      "0",
-		OwnerEnv:                               a.cfg.WorkDir,
-		ContainerEnv:                           e.containerID,
-	}
-	for k, v := range set {
-		env[k] = v
-	}
-	for _, v := range e.info.GetCommand().GetEnvironment().GetVariables() {
-		if v.GetType() == mesospb.Environment_Variable_SECRET {
-			continue // km's agent has no secret resolver
-		}
-		env[v.GetName()] = v.GetValue()
-	}
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
+func sortedTaskIDs(m map[string]*task) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// startExecutor fetches the URIs and starts the executor process in its
-// own process group, with stdout and stderr files in its sandbox.
-func (a *Agent) startExecutor(fi *mesospb.FrameworkInfo, e *executor) {
-	a.mu.Lock()
-	e.dir = a.sandboxDir(e.fwID, e)
-	a.mu.Unlock()
-	fail := func(reason mesospb.TaskStatus_Reason, msg string) {
-		a.cfg.Logger.Printf("executor %s of framework %s: %s", e.info.GetExecutorId().GetValue(), e.fwID, msg)
-		a.mu.Lock()
-		for _, t := range e.tasks {
-			a.agentStatusLocked(e.fwID, e, t.info, mesospb.TaskState_TASK_FAILED, reason, msg)
+// commandExecutorInfo is the ExecutorInfo Mesos makes for a command task
+// (slave.cpp getExecutorInfo): executor ID = task ID, a name describing the
+// command, the task's URIs, environment, labels, discovery and user, and a
+// grace period that leaves the command executor time to escalate its kill
+// policy.
+func (a *Agent) commandExecutorInfo(fi *mesospb.FrameworkInfo, t *mesospb.TaskInfo) *mesospb.ExecutorInfo {
+	cmd := t.GetCommand()
+	name := "(Task: " + t.GetTaskId().GetValue() + ") "
+	if cmd.GetShell() {
+		if cmd.Value == nil {
+			name += "(Command: NO COMMAND)"
+		} else if v := cmd.GetValue(); len(v) > 15 {
+			name += "(Command: sh -c '" + v[:12] + "...')"
+		} else {
+			name += "(Command: sh -c '" + v + "')"
 		}
-		e.state = terminated
-		a.removeExecutorLocked(e)
-		a.mu.Unlock()
-		close(e.exited)
-	}
-	if err := os.MkdirAll(e.dir, 0o755); err != nil {
-		fail(mesospb.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "cannot create the sandbox: "+err.Error())
-		return
-	}
-	latest := filepath.Join(filepath.Dir(e.dir), "latest")
-	os.Remove(latest)
-	os.Symlink(e.dir, latest)
-	if err := fetchURIs(context.Background(), e.info.GetCommand().GetUris(), e.dir); err != nil {
-		fail(mesospb.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch the executor's URIs: "+err.Error())
-		return
-	}
-	stdout, err1 := os.Create(filepath.Join(e.dir, "stdout"))
-	stderr, err2 := os.Create(filepath.Join(e.dir, "stderr"))
-	if err1 != nil || err2 != nil {
-		fail(mesospb.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("cannot create stdout/stderr in the sandbox: %v %v", err1, err2))
-		return
-	}
-	cmdInfo := e.info.GetCommand()
-	var cmd *exec.Cmd
-	if cmdInfo.GetShell() {
-		cmd = exec.Command("/bin/sh", "-c", cmdInfo.GetValue())
 	} else {
-		args := cmdInfo.GetArguments()
-		cmd = exec.Command(cmdInfo.GetValue())
-		if len(args) > 0 {
-			cmd.Args = args
+		if cmd.Value == nil {
+			name += "(Command: NO EXECUTABLE)"
+		} else if args := cmd.GetValue() + ", " + strings.Join(cmd.GetArguments(), ", "); len(args) > 15 {
+			name += "(Command: [" + args[:12] + "...])"
+		} else {
+			name += "(Command: [" + args + "])"
 		}
 	}
-	cmd.Dir = e.dir
-	cmd.Env = a.executorEnv(fi, e)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// Its own process group: the agent ends the whole group, so nothing
-	// the executor starts outlives it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		stdout.Close()
-		stderr.Close()
-		fail(mesospb.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED, fmt.Sprintf("Failed to launch the executor %q: %v", cmdInfo.GetValue(), err))
-		return
+	ei := &mesospb.ExecutorInfo{
+		ExecutorId:  &mesospb.ExecutorID{Value: proto.String(t.GetTaskId().GetValue())},
+		FrameworkId: fi.GetId(),
+		Name:        proto.String("Command Executor " + name),
+		Source:      proto.String(t.GetTaskId().GetValue()),
+		Command: &mesospb.CommandInfo{
+			Uris:        cmd.GetUris(),
+			Environment: cmd.GetEnvironment(),
+			Shell:       proto.Bool(false),
+			Value:       proto.String(a.cfg.KMBinary),
+			Arguments:   []string{a.cfg.KMBinary, "mesos", "command-executor"},
+			User:        cmd.User,
+		},
+		Container: t.GetContainer(),
+		Labels:    t.GetLabels(),
+		Discovery: t.GetDiscovery(),
+		Resources: resources.Resources{
+			resources.ScalarResource("cpus", commandExecutorCPUs, "*"),
+			resources.ScalarResource("mem", commandExecutorMem, "*"),
+		},
 	}
-	a.mu.Lock()
-	e.cmd, e.pid = cmd, cmd.Process.Pid
-	a.mu.Unlock()
-	a.cfg.Logger.Printf("started executor %s of framework %s (pid %d) in %s", e.info.GetExecutorId().GetValue(), e.fwID, e.pid, e.dir)
-
-	regTimer := time.AfterFunc(a.cfg.ExecutorRegistrationTimeout, func() { a.registrationTimedOut(e) })
-	err := cmd.Wait()
-	regTimer.Stop()
-	stdout.Close()
-	stderr.Close()
-	// Whatever the executor started goes with it: its process group, and
-	// processes it put in groups of their own.
-	killGroup(e.pid)
-	killContainer(e.containerID)
-	status := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
-			status = int(ws)
-		}
+	if role := resources.AllocationRole(t.GetResources()); role != "" {
+		ei.Resources = resources.WithAllocationRole(ei.Resources, role)
 	}
-	a.executorExited(e, status, err)
+	if g := t.GetKillPolicy().GetGracePeriod(); g != nil {
+		ei.ShutdownGracePeriod = &mesospb.DurationInfo{Nanoseconds: proto.Int64(g.GetNanoseconds() + int64(2*time.Second))}
+	}
+	return ei
 }
 
-func (a *Agent) registrationTimedOut(e *executor) {
+// frameworkLocked finds or adds a framework, taking the newest
+// FrameworkInfo.
+func (a *Agent) frameworkLocked(fi *mesospb.FrameworkInfo) *framework {
+	id := fi.GetId().GetValue()
+	fw := a.frameworks[id]
+	if fw == nil {
+		fw = &framework{id: id, info: fi, executors: map[string]*executor{}}
+		a.frameworks[id] = fw
+	} else if !proto.Equal(fw.info, fi) {
+		fw.info = fi
+	}
+	a.checkpointFrameworkLocked(fw)
+	return fw
+}
+
+// runTask is the master's RUN_TASK: a task for a custom executor (started
+// if not running) or a command task for the command executor.
+func (a *Agent) runTask(fi *mesospb.FrameworkInfo, t *mesospb.TaskInfo) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if e.state != launching {
-		return
+	ei, command := t.GetExecutor(), false
+	if ei == nil {
+		ei, command = a.commandExecutorInfo(fi, t), true
 	}
-	a.cfg.Logger.Printf("executor %s did not subscribe within %v; destroying it", e.info.GetExecutorId().GetValue(), a.cfg.ExecutorRegistrationTimeout)
-	for _, t := range e.tasks {
-		a.agentStatusLocked(e.fwID, e, t.info, mesospb.TaskState_TASK_FAILED, mesospb.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT,
-			fmt.Sprintf("Executor did not register within %v", a.cfg.ExecutorRegistrationTimeout))
-	}
-	e.state = terminating
-	killGroup(e.pid)
+	a.runLocked(fi, ei, command, launchItem{task: t})
 }
 
-// executorExited turns the executor's live tasks into TASK_FAILED (or
-// TASK_KILLED when it was being shut down) with REASON_EXECUTOR_TERMINATED
-// and tells the master (FAILURE for custom executors).
-func (a *Agent) executorExited(e *executor, status int, err error) {
+// runTaskGroup is the master's RUN_TASK_GROUP (LAUNCH_GROUP to the
+// executor).
+func (a *Agent) runTaskGroup(fi *mesospb.FrameworkInfo, ei *mesospb.ExecutorInfo, g *mesospb.TaskGroupInfo) {
 	a.mu.Lock()
-	how := describeExit(err)
-	for _, t := range e.tasks {
-		if isTerminal(t.state) {
-			continue
-		}
-		state := mesospb.TaskState_TASK_FAILED
-		msg := "Executor terminated: " + how
-		if e.shutdownReason != "" {
-			state = mesospb.TaskState_TASK_KILLED
-			msg = "Executor shut down (" + e.shutdownReason + "): " + how
-		}
-		a.agentStatusLocked(e.fwID, e, t.info, state, mesospb.TaskStatus_REASON_EXECUTOR_TERMINATED, msg)
-	}
-	if e.stream != nil {
-		e.stream.Close()
-	}
-	e.state = terminated
-	e.exitStatus = status
-	a.removeExecutorLocked(e)
-	a.mu.Unlock()
-	close(e.exited)
-	a.cfg.Logger.Printf("executor %s of framework %s exited: %s", e.info.GetExecutorId().GetValue(), e.fwID, how)
-	go a.sendToMaster(context.Background(), &agentpb.Call{
-		Type: agentpb.Call_EXECUTOR_EXITED.Enum(),
-		ExecutorExited: &agentpb.Call_ExecutorExited{
-			FrameworkId: &mesospb.FrameworkID{Value: proto.String(e.fwID)},
-			ExecutorId:  e.info.ExecutorId,
-			Status:      proto.Int32(int32(status)),
-		},
-	})
+	defer a.mu.Unlock()
+	a.runLocked(fi, ei, false, launchItem{group: g})
 }
 
-func describeExit(err error) string {
-	if err == nil {
-		return "exited with status 0"
-	}
-	if ee, ok := err.(*exec.ExitError); ok {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
-			if ws.Signaled() {
-				return "terminated by signal " + ws.Signal().String()
-			}
-			return fmt.Sprintf("exited with status %d", ws.ExitStatus())
-		}
-	}
-	return err.Error()
-}
-
-func (a *Agent) removeExecutorLocked(e *executor) {
-	fw := a.frameworks[e.fwID]
-	if fw == nil {
+func (a *Agent) runLocked(fi *mesospb.FrameworkInfo, ei *mesospb.ExecutorInfo, command bool, item launchItem) {
+	fwID := fi.GetId().GetValue()
+	if a.terminating {
+		a.log.Printf("ignoring tasks of framework %s: the agent is shutting down", fwID)
 		return
 	}
-	if fw.executors[e.info.GetExecutorId().GetValue()] == e {
-		delete(fw.executors, e.info.GetExecutorId().GetValue())
+	fw := a.frameworkLocked(fi)
+	if fw.terminating {
+		a.log.Printf("ignoring tasks of framework %s: it is shutting down", fwID)
+		return
 	}
-	a.completed = append(a.completed, e)
-	if len(a.completed) > 100 {
-		a.completed = a.completed[len(a.completed)-100:]
+	ei = proto.Clone(ei).(*mesospb.ExecutorInfo)
+	if ei.FrameworkId == nil {
+		ei.FrameworkId = fi.GetId()
 	}
-	if fw.shuttingDown && len(fw.executors) == 0 {
-		delete(a.frameworks, e.fwID)
+	e := fw.executors[ei.GetExecutorId().GetValue()]
+	fail := func(state mesospb.TaskState, reason mesospb.TaskStatus_Reason, msg string) {
+		for _, t := range item.tasks() {
+			st := a.agentStatusLocked(t.GetTaskId(), ei.GetExecutorId(), state, reason, msg)
+			a.statusUpdateLocked(fw, st, nil, t)
+		}
+		a.maybeRemoveFrameworkLocked(fw)
 	}
+	if e != nil && e.state >= terminating {
+		fail(fw.lostOr(mesospb.TaskState_TASK_DROPPED), mesospb.TaskStatus_REASON_EXECUTOR_TERMINATED, "Executor terminating")
+		return
+	}
+	if e == nil && ei.GetType() == mesospb.ExecutorInfo_DEFAULT && ei.Command == nil {
+		fail(mesospb.TaskState_TASK_FAILED, mesospb.TaskStatus_REASON_CONTAINER_LAUNCH_FAILED,
+			"km's agent has no default executor: give the task group a custom executor (ExecutorInfo type CUSTOM with a command)")
+		return
+	}
+	if e == nil {
+		e = a.newExecutorLocked(fw, ei, command)
+	}
+	for _, t := range item.tasks() {
+		e.tasks[t.GetTaskId().GetValue()] = &task{info: t, state: mesospb.TaskState_TASK_STAGING, queued: true}
+		a.checkpointTaskLocked(e, t)
+	}
+	if e.state == running && e.stream != nil {
+		a.deliverLocked(e, item)
+		return
+	}
+	e.queue = append(e.queue, item)
 }
 
-// agentStatusLocked records a status the agent itself generates and hands
-// it to the status update manager.
-func (a *Agent) agentStatusLocked(fwID string, e *executor, ti *mesospb.TaskInfo, state mesospb.TaskState, reason mesospb.TaskStatus_Reason, msg string) {
-	st := &mesospb.TaskStatus{
-		TaskId:    ti.TaskId,
-		State:     state.Enum(),
-		Message:   proto.String(msg),
-		Source:    mesospb.TaskStatus_SOURCE_AGENT.Enum(),
-		Reason:    reason.Enum(),
-		AgentId:   ti.AgentId,
-		Timestamp: proto.Float64(float64(time.Now().UnixNano()) / 1e9),
-		Uuid:      uuid.New(),
-	}
-	if e != nil && !e.command {
-		st.ExecutorId = e.info.ExecutorId
-	}
-	if e != nil {
+// deliverLocked sends LAUNCH (or LAUNCH_GROUP) to a subscribed executor.
+func (a *Agent) deliverLocked(e *executor, item launchItem) {
+	for _, ti := range item.tasks() {
 		if t := e.tasks[ti.GetTaskId().GetValue()]; t != nil {
-			t.state, t.latest = state, st
+			t.queued = false
 		}
 	}
-	a.sum.enqueueLocked(fwID, st)
+	e.everSentTask = true
+	if item.group != nil {
+		e.stream.Send(&executorpb.Event{Type: executorpb.Event_LAUNCH_GROUP.Enum(), LaunchGroup: &executorpb.Event_LaunchGroup{TaskGroup: item.group}})
+		return
+	}
+	e.stream.Send(&executorpb.Event{Type: executorpb.Event_LAUNCH.Enum(), Launch: &executorpb.Event_Launch{Task: item.task}})
 }
 
-// killTask: to the executor if it has the task; a task still queued for an
-// executor that has not subscribed is killed during launch.
+func (a *Agent) newExecutorLocked(fw *framework, ei *mesospb.ExecutorInfo, command bool) *executor {
+	e := &executor{
+		fw: fw, id: ei.GetExecutorId().GetValue(), info: ei, command: command,
+		containerID: uuid.NewString(), tasks: map[string]*task{}, exited: make(chan struct{}),
+		startedAt: a.clock.Now(),
+	}
+	e.dir = a.sandboxDir(fw.id, e.id, e.containerID)
+	fw.executors[e.id] = e
+	a.metrics.executorsLaunched++
+	ctx, cancel := context.WithCancel(context.Background())
+	e.launchCancel = cancel
+	a.checkpointExecutorLocked(e)
+	env := a.executorEnvLocked(e)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.launchExecutor(ctx, e, env)
+	}()
+	return e
+}
+
+// agentStatusLocked makes a status update of the agent's own (SOURCE_AGENT)
+// with a fresh uuid, as Mesos' createStatusUpdate does.
+func (a *Agent) agentStatusLocked(taskID *mesospb.TaskID, execID *mesospb.ExecutorID, state mesospb.TaskState, reason mesospb.TaskStatus_Reason, msg string) *mesospb.TaskStatus {
+	st := &mesospb.TaskStatus{
+		TaskId:     taskID,
+		State:      state.Enum(),
+		Message:    proto.String(msg),
+		Source:     mesospb.TaskStatus_SOURCE_AGENT.Enum(),
+		Reason:     reason.Enum(),
+		AgentId:    &mesospb.AgentID{Value: proto.String(a.agentID)},
+		ExecutorId: execID,
+		Timestamp:  proto.Float64(float64(a.clock.Now().UnixNano()) / 1e9),
+		Uuid:       uuid.New(),
+	}
+	return st
+}
+
+// findTaskLocked finds a task among the framework's executors, live ones
+// first.
+func (fw *framework) findTask(taskID string) (*executor, *task) {
+	for _, e := range fw.executors {
+		if t := e.tasks[taskID]; t != nil {
+			return e, t
+		}
+	}
+	for i := len(fw.completed) - 1; i >= 0; i-- {
+		if t := fw.completed[i].tasks[taskID]; t != nil {
+			return fw.completed[i], t
+		}
+	}
+	return nil, nil
+}
+
+// statusUpdateLocked hands an update (from an executor or the agent) to the
+// status update manager, which forwards it to the master until the
+// framework acknowledges it. The task takes the update's state at once (a
+// terminal state frees its resources). It reports whether the update was
+// taken; duplicates and updates after a terminal one are not.
+// ti is the task when the agent does not know it yet (a launch refused).
+func (a *Agent) statusUpdateLocked(fw *framework, st *mesospb.TaskStatus, e *executor, ti *mesospb.TaskInfo) bool {
+	if fw.terminating {
+		a.log.Printf("ignoring %s of task %s: framework %s is shutting down", st.GetState(), st.GetTaskId().GetValue(), fw.id)
+		a.metrics.invalidUpdates++
+		return false
+	}
+	taskID := st.GetTaskId().GetValue()
+	var t *task
+	if e != nil {
+		t = e.tasks[taskID]
+	} else {
+		e, t = fw.findTask(taskID)
+	}
+	file := ""
+	if fw.checkpoint() && e != nil && t != nil {
+		file = a.taskUpdatesFile(e, taskID)
+	}
+	if ok, why := a.sum.add(fw.id, st, file); !ok {
+		a.log.Printf("ignoring %s (uuid %s) of task %s of framework %s: %s", st.GetState(), uuid.String(st.GetUuid()), taskID, fw.id, why)
+		return false
+	}
+	a.metrics.validUpdates++
+	if t == nil && ti != nil {
+		a.sum.attach(fw.id, taskID, ti)
+	}
+	if t != nil {
+		t.state = st.GetState()
+		t.statuses = append(t.statuses, st)
+		if len(t.statuses) > maxStatusesPerTask {
+			t.statuses = t.statuses[len(t.statuses)-maxStatusesPerTask:]
+		}
+		a.sum.attach(fw.id, taskID, t.info)
+	}
+	a.persistStreamLocked(fw.id, taskID)
+	a.kickUpdates()
+	return true
+}
+
+// acknowledge is the master's ACKNOWLEDGE: the framework has the update.
+// The stream moves on; a task whose terminal update is acknowledged is
+// complete.
+func (a *Agent) acknowledge(fwID, taskID string, id []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, done, err := a.sum.ack(fwID, taskID, id, a.clock.Now())
+	if err != "" {
+		a.log.Printf("acknowledgement of task %s of framework %s (uuid %s) ignored: %s", taskID, fwID, uuid.String(id), err)
+		return
+	}
+	fw := a.frameworks[fwID]
+	a.persistStreamLocked(fwID, taskID)
+	if done && fw != nil && isTerminal(st.GetState()) {
+		if e, t := fw.findTask(taskID); t != nil {
+			delete(e.tasks, taskID)
+			e.completed = append(e.completed, t)
+			if len(e.completed) > maxCompletedTasks {
+				e.completed = e.completed[len(e.completed)-maxCompletedTasks:]
+			}
+			a.removeTaskCheckpointLocked(e, taskID)
+			if e.state == terminated && len(e.tasks) == 0 {
+				a.removeRunCheckpointLocked(e)
+			}
+		}
+		a.maybeRemoveFrameworkLocked(fw)
+	}
+	a.kickUpdates()
+}
+
+// killTask is the master's KILL_TASK (Mesos' Slave::killTask).
 func (a *Agent) killTask(fwID, taskID string, policy *mesospb.KillPolicy) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	fw := a.frameworks[fwID]
-	if fw == nil {
+	if fw == nil || fw.terminating || a.terminating {
+		a.log.Printf("ignoring the kill of task %s: framework %s is not running here", taskID, fwID)
 		return
 	}
-	for _, e := range fw.executors {
-		t := e.tasks[taskID]
-		if t == nil || isTerminal(t.state) {
+	var e *executor
+	var t *task
+	for _, x := range fw.executors {
+		if x.tasks[taskID] != nil {
+			e, t = x, x.tasks[taskID]
+		}
+	}
+	if e == nil {
+		a.log.Printf("cannot kill task %s of framework %s: no executor of it runs here", taskID, fwID)
+		st := a.agentStatusLocked(&mesospb.TaskID{Value: proto.String(taskID)}, nil, fw.lostOr(mesospb.TaskState_TASK_DROPPED),
+			mesospb.TaskStatus_REASON_EXECUTOR_TERMINATED, "Cannot find executor")
+		a.statusUpdateLocked(fw, st, nil, &mesospb.TaskInfo{Name: proto.String(taskID), TaskId: st.TaskId, AgentId: st.AgentId})
+		return
+	}
+	switch {
+	case e.state >= terminating:
+		a.log.Printf("ignoring the kill of task %s: executor %s is %s", taskID, e.id, e.state)
+	case t.queued:
+		a.killQueuedLocked(e, taskID)
+		if !e.everSentTask && len(e.queue) == 0 {
+			a.log.Printf("shutting down executor %s of framework %s: every task queued for it was killed before delivery", e.id, fwID)
+			a.shutdownExecutorLocked(e)
+		}
+	case isTerminal(t.state):
+		a.log.Printf("ignoring the kill of task %s: it is already %s", taskID, t.state)
+	default:
+		e.stream.Send(&executorpb.Event{Type: executorpb.Event_KILL.Enum(), Kill: &executorpb.Event_Kill{TaskId: t.info.TaskId, KillPolicy: policy}})
+	}
+}
+
+// killQueuedLocked ends a task (and the rest of its group) that never
+// reached the executor: TASK_KILLED, REASON_TASK_KILLED_DURING_LAUNCH.
+func (a *Agent) killQueuedLocked(e *executor, taskID string) {
+	for i, item := range e.queue {
+		if !item.has(taskID) {
 			continue
 		}
-		if t.delivered && e.stream != nil {
-			e.stream.Send(&executorpb.Event{Type: executorpb.Event_KILL.Enum(), Kill: &executorpb.Event_Kill{TaskId: t.info.TaskId, KillPolicy: policy}})
-			return
+		e.queue = append(e.queue[:i:i], e.queue[i+1:]...)
+		msg := "Killed before delivery to the executor"
+		if item.group != nil {
+			msg = "A task within the task group was killed before delivery to the executor"
 		}
-		// Not delivered yet: drop it from the queue.
-		kept := e.queued[:0]
-		for _, q := range e.queued {
-			if q.task != nil && q.task.GetTaskId().GetValue() == taskID {
-				continue
+		for _, ti := range item.tasks() {
+			st := a.agentStatusLocked(ti.TaskId, e.info.ExecutorId, mesospb.TaskState_TASK_KILLED, mesospb.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, msg)
+			if t := e.tasks[ti.GetTaskId().GetValue()]; t != nil {
+				t.queued = false
 			}
-			kept = append(kept, q)
-		}
-		e.queued = kept
-		a.agentStatusLocked(fwID, e, t.info, mesospb.TaskState_TASK_KILLED, mesospb.TaskStatus_REASON_TASK_KILLED_DURING_LAUNCH, "Killed before delivery to the executor")
-		live := false
-		for _, o := range e.tasks {
-			if !isTerminal(o.state) {
-				live = true
-			}
-		}
-		if !live {
-			a.shutdownExecutorLocked(e, "its only task was killed during launch")
+			a.statusUpdateLocked(e.fw, st, e, nil)
 		}
 		return
 	}
 }
 
-func (a *Agent) shutdownExecutor(fwID, execID, reason string) {
+// shutdownExecutor is the master's SHUTDOWN_EXECUTOR.
+func (a *Agent) shutdownExecutor(fwID, execID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if fw := a.frameworks[fwID]; fw != nil {
-		if e := fw.executors[execID]; e != nil {
-			a.shutdownExecutorLocked(e, reason)
-		}
+	fw := a.frameworks[fwID]
+	if fw == nil || fw.executors[execID] == nil {
+		a.log.Printf("ignoring the shutdown of unknown executor %s of framework %s", execID, fwID)
+		return
 	}
+	a.shutdownExecutorLocked(fw.executors[execID])
 }
 
-// shutdownExecutorLocked sends SHUTDOWN and kills the process group after
-// the grace period (the ExecutorInfo's, else the agent's).
-func (a *Agent) shutdownExecutorLocked(e *executor, reason string) {
+// shutdownExecutorLocked sends SHUTDOWN; when the grace period (the
+// ExecutorInfo's, else the flag's) ends, the executor's whole process group
+// is killed.
+func (a *Agent) shutdownExecutorLocked(e *executor) {
 	if e.state >= terminating {
 		return
 	}
+	a.log.Printf("shutting down executor %s of framework %s", e.id, e.fw.id)
 	e.state = terminating
-	e.shutdownReason = reason
-	grace := a.cfg.ExecutorShutdownGracePeriod
-	if g := e.info.GetShutdownGracePeriod(); g != nil {
-		grace = time.Duration(g.GetNanoseconds())
-	}
 	if e.stream != nil {
 		e.stream.Send(&executorpb.Event{Type: executorpb.Event_SHUTDOWN.Enum()})
 	}
-	pid := e.pid
-	exited := e.exited
-	go func() {
-		select {
-		case <-exited:
-		case <-time.After(grace):
-			a.cfg.Logger.Printf("executor %s did not exit within its grace period of %v; killing its processes", e.info.GetExecutorId().GetValue(), grace)
-			killGroup(pid)
-			killContainer(e.containerID)
-		}
-	}()
-	if pid == 0 {
-		// Not started yet (fetching): it dies as soon as it starts.
-		go func() {
-			for i := 0; i < 100; i++ {
-				a.mu.Lock()
-				p := e.pid
-				a.mu.Unlock()
-				if p != 0 {
-					killGroup(p)
-					return
-				}
-				select {
-				case <-exited:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-		}()
+	if e.launchCancel != nil {
+		e.launchCancel() // a fetch in progress stops
 	}
+	grace := a.grace(e.info)
+	e.stopTimer = a.clock.AfterFunc(grace, func() {
+		a.mu.Lock()
+		due := e.state == terminating
+		a.mu.Unlock()
+		if due {
+			a.log.Printf("executor %s of framework %s did not exit within its grace period of %v: killing its processes", e.id, e.fw.id, grace)
+			a.destroy(e)
+		}
+	})
 }
 
+// shutdownFramework is the master's SHUTDOWN_FRAMEWORK: its executors are
+// shut down and its updates dropped (it cannot acknowledge them anymore).
 func (a *Agent) shutdownFramework(fwID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -549,50 +564,182 @@ func (a *Agent) shutdownFramework(fwID string) {
 	if fw == nil {
 		return
 	}
-	fw.shuttingDown = true
-	for _, e := range fw.executors {
-		a.shutdownExecutorLocked(e, "the framework was removed")
-	}
-	if len(fw.executors) == 0 {
-		delete(a.frameworks, fwID)
-	}
-	a.sum.dropFrameworkLocked(fwID)
+	a.shutdownFrameworkLocked(fw)
 }
 
-// shutdownAll shuts every executor down and waits for them (grace period
-// plus a little), then ends whatever carries this agent's mark.
-func (a *Agent) shutdownAll(reason string) {
+func (a *Agent) shutdownFrameworkLocked(fw *framework) {
+	a.log.Printf("shutting down framework %s", fw.id)
+	fw.terminating = true
+	a.sum.dropFramework(fw.id)
+	for _, e := range fw.executors {
+		e.queue = nil
+		a.shutdownExecutorLocked(e)
+	}
+	a.maybeRemoveFrameworkLocked(fw)
+}
+
+// maybeRemoveFrameworkLocked forgets a framework with no executors and no
+// unacknowledged updates.
+func (a *Agent) maybeRemoveFrameworkLocked(fw *framework) {
+	if len(fw.executors) > 0 || a.sum.hasFramework(fw.id) || a.frameworks[fw.id] != fw {
+		return
+	}
+	delete(a.frameworks, fw.id)
+	a.completedFw = append(a.completedFw, fw)
+	if len(a.completedFw) > maxCompletedFrameworks {
+		a.completedFw = a.completedFw[len(a.completedFw)-maxCompletedFrameworks:]
+	}
+	a.removeFrameworkCheckpointLocked(fw)
+}
+
+// registrationTimedOut: an executor that did not subscribe within
+// --executor_registration_timeout is destroyed; its tasks fail with
+// REASON_EXECUTOR_REGISTRATION_TIMEOUT.
+func (a *Agent) registrationTimedOut(e *executor) {
 	a.mu.Lock()
+	if e.state != registering {
+		a.mu.Unlock()
+		return
+	}
+	a.log.Printf("executor %s of framework %s did not subscribe within %v: destroying it", e.id, e.fw.id, a.cfg.ExecutorRegistrationTimeout)
+	e.state = terminating
+	e.pending = &termination{mesospb.TaskState_TASK_FAILED, mesospb.TaskStatus_REASON_EXECUTOR_REGISTRATION_TIMEOUT,
+		"Executor did not register within " + formatDuration(a.cfg.ExecutorRegistrationTimeout)}
+	a.mu.Unlock()
+	a.destroy(e)
+}
+
+// executorTerminated runs when an executor's process is gone (or never
+// started). Its live tasks get TASK_FAILED with REASON_EXECUTOR_TERMINATED
+// from SOURCE_AGENT (or what the agent ended it for); the master hears
+// EXECUTOR_EXITED first (FAILURE for the framework; not for the command
+// executor, as in Mesos), then the updates.
+func (a *Agent) executorTerminated(e *executor, status int, how string) {
+	a.mu.Lock()
+	if e.state == terminated {
+		a.mu.Unlock()
+		return
+	}
+	for _, t := range []Timer{e.regTimer, e.stopTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	e.state = terminated
+	e.exitStatus = status
+	if e.stream != nil {
+		e.stream.Close()
+	}
+	fw := e.fw
+	var updates []*mesospb.TaskStatus
+	if !fw.terminating {
+		term := termination{mesospb.TaskState_TASK_FAILED, mesospb.TaskStatus_REASON_EXECUTOR_TERMINATED, ""}
+		if e.pending != nil {
+			term = *e.pending
+		}
+		msg := term.message
+		if msg == "" {
+			msg = "Executor terminated"
+			if how != "" {
+				msg += ": " + how
+			}
+		}
+		for _, id := range sortedTaskIDs(e.tasks) {
+			if t := e.tasks[id]; !isTerminal(t.state) {
+				updates = append(updates, a.agentStatusLocked(t.info.TaskId, e.info.ExecutorId, term.state, term.reason, msg))
+			}
+		}
+	}
+	e.queue = nil
+	if fw.executors[e.id] == e {
+		delete(fw.executors, e.id)
+	}
+	fw.completed = append(fw.completed, e)
+	if len(fw.completed) > maxCompletedExecutors {
+		fw.completed = fw.completed[len(fw.completed)-maxCompletedExecutors:]
+	}
+	a.metrics.executorsTerminated++
+	a.markRunCompletedLocked(e)
+	connected := a.connected
+	a.mu.Unlock()
+	a.log.Printf("executor %s of framework %s terminated: %s", e.id, fw.id, how)
+
+	if !e.command {
+		call := executorExitedCall(fw.id, e.id, status)
+		if !connected || !a.callMaster(call) {
+			a.mu.Lock()
+			a.deferred = append(a.deferred, deferredCall{call})
+			a.mu.Unlock()
+		}
+	}
+	a.mu.Lock()
+	for _, st := range updates {
+		a.statusUpdateLocked(fw, st, e, nil)
+	}
+	if len(e.tasks) == 0 {
+		a.removeRunCheckpointLocked(e)
+	}
+	a.maybeRemoveFrameworkLocked(fw)
+	a.maybeEndRecoveryLocked()
+	a.mu.Unlock()
+	// Only now: whoever waits for the executor finds its tasks' updates
+	// queued.
+	close(e.exited)
+}
+
+// shutdownAll shuts every executor down and waits until they are gone
+// (their grace periods, then their process groups are killed).
+func (a *Agent) shutdownAll() {
+	a.mu.Lock()
+	a.terminating = true
 	var waits []chan struct{}
-	maxGrace := a.cfg.ExecutorShutdownGracePeriod
+	longest := time.Duration(0)
 	for _, fw := range a.frameworks {
 		for _, e := range fw.executors {
-			a.shutdownExecutorLocked(e, reason)
+			a.shutdownExecutorLocked(e)
 			waits = append(waits, e.exited)
-			if g := e.info.GetShutdownGracePeriod(); g != nil && time.Duration(g.GetNanoseconds()) > maxGrace {
-				maxGrace = time.Duration(g.GetNanoseconds())
+			if g := a.grace(e.info); g > longest {
+				longest = g
 			}
 		}
 	}
 	a.mu.Unlock()
-	deadline := time.After(maxGrace + 3*time.Second)
+	a.waitExited(waits, longest+5*time.Second)
+}
+
+// waitExited waits for executors to be gone; those still there at the
+// deadline are killed.
+func (a *Agent) waitExited(waits []chan struct{}, limit time.Duration) {
+	deadline := time.After(limit)
 	for _, w := range waits {
 		select {
 		case <-w:
 		case <-deadline:
+			a.mu.Lock()
+			var stuck []*executor
+			for _, fw := range a.frameworks {
+				for _, e := range fw.executors {
+					stuck = append(stuck, e)
+				}
+			}
+			a.mu.Unlock()
+			for _, e := range stuck {
+				a.destroy(e)
+			}
+			return
 		}
-	}
-	for _, pid := range a.ownedProcesses() {
-		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
 func (a *Agent) messageToExecutor(fwID, execID string, data []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if fw := a.frameworks[fwID]; fw != nil {
-		if e := fw.executors[execID]; e != nil && e.stream != nil {
-			e.stream.Send(&executorpb.Event{Type: executorpb.Event_MESSAGE.Enum(), Message: &executorpb.Event_Message{Data: data}})
-		}
+	fw := a.frameworks[fwID]
+	if fw == nil || fw.executors[execID] == nil || fw.executors[execID].stream == nil {
+		a.log.Printf("dropping a framework message for executor %s of framework %s: it is not subscribed here", execID, fwID)
+		a.metrics.invalidFrameworkMessages++
+		return
 	}
+	a.metrics.validFrameworkMessages++
+	fw.executors[execID].stream.Send(&executorpb.Event{Type: executorpb.Event_MESSAGE.Enum(), Message: &executorpb.Event_Message{Data: data}})
 }

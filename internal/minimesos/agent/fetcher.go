@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
 )
@@ -21,15 +23,21 @@ import (
 // fetchURIs brings CommandInfo URIs into the sandbox as the Mesos fetcher
 // does: local paths (or file://) are copied, http(s) URLs downloaded, to
 // output_file or the URI's base name; executable makes the file
-// executable; extract (the default) unpacks archives into the sandbox.
+// executable (and is not extracted); extract (the default) unpacks .tar,
+// .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz (with the xz tool) and .zip
+// into the sandbox and gunzips a lone .gz, keeping the archive. The error
+// names the URI that failed.
 func fetchURIs(ctx context.Context, uris []*mesospb.CommandInfo_URI, dir string) error {
 	for _, u := range uris {
 		if err := fetchURI(ctx, u, dir); err != nil {
-			return fmt.Errorf("fetching %q: %w", u.GetValue(), err)
+			return fmt.Errorf("Failed to fetch '%s': %w", u.GetValue(), err)
 		}
 	}
 	return nil
 }
+
+// fetchClient downloads URIs; no proxy, as the agent's peers are local.
+var fetchClient = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Minute}
 
 func fetchURI(ctx context.Context, u *mesospb.CommandInfo_URI, dir string) error {
 	src := u.GetValue()
@@ -51,7 +59,7 @@ func fetchURI(ctx context.Context, u *mesospb.CommandInfo_URI, dir string) error
 		if err != nil {
 			return err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := fetchClient.Do(req)
 		if err != nil {
 			return err
 		}
@@ -77,7 +85,7 @@ func fetchURI(ctx context.Context, u *mesospb.CommandInfo_URI, dir string) error
 		}
 		r = f
 	default:
-		return fmt.Errorf("unsupported URI: use an absolute path, file://, http:// or https://")
+		return fmt.Errorf("unsupported URI: km's fetcher takes absolute paths, file://, http:// and https:// URIs")
 	}
 	defer r.Close()
 	mode := os.FileMode(0o644)
@@ -129,7 +137,32 @@ func extract(file, dir string) error {
 		defer f.Close()
 		return untar(bzip2.NewReader(f), dir)
 	case strings.HasSuffix(lower, ".tar.xz") || strings.HasSuffix(lower, ".txz"):
-		return fmt.Errorf("xz archives are not supported by km's fetcher; use tar.gz, tar.bz2 or zip")
+		xz, err := exec.LookPath("xz")
+		if err != nil {
+			return fmt.Errorf("cannot extract %s: .tar.xz needs the xz tool, which this agent lacks; install xz or use .tar.gz, .tar.bz2 or .zip", filepath.Base(file))
+		}
+		f, err := open()
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cmd := exec.Command(xz, "-dc")
+		cmd.Stdin = f
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		uerr := untar(out, dir)
+		io.Copy(io.Discard, out)
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("xz -d %s: %v %s", filepath.Base(file), err, strings.TrimSpace(stderr.String()))
+		}
+		return uerr
 	case strings.HasSuffix(lower, ".tar"):
 		f, err := open()
 		if err != nil {
@@ -202,6 +235,17 @@ func untar(r io.Reader, dir string) error {
 			}
 			f.Close()
 		case tar.TypeSymlink:
+			// A link may only point inside the sandbox, or a later entry
+			// could be written through it to anywhere.
+			if filepath.IsAbs(h.Linkname) {
+				return fmt.Errorf("archive entry %q links to the absolute path %q outside the sandbox", h.Name, h.Linkname)
+			}
+			if _, err := safeJoin(dir, filepath.Join(filepath.Dir(h.Name), h.Linkname)); err != nil {
+				return fmt.Errorf("archive entry %q links to %q outside the sandbox", h.Name, h.Linkname)
+			}
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
 			os.Remove(p)
 			if err := os.Symlink(h.Linkname, p); err != nil {
 				return err
