@@ -192,7 +192,8 @@ type Agent struct {
 	connected bool
 	// recovering: checkpointed executors still have time to re-subscribe;
 	// the agent registers with the master only after that.
-	recovering bool
+	recovering   bool
+	recoveryHold bool // recovery waits for hung executors to be gone
 	// terminating: the agent is shutting down.
 	terminating bool
 	frameworks  map[string]*framework

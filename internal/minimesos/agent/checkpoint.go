@@ -488,18 +488,33 @@ func (a *Agent) reregistrationTimedOut() {
 			}
 		}
 	}
-	a.endRecoveryLocked()
+	// Recovery ends once they are gone, so that the registration that
+	// follows reports what really runs.
+	a.recoveryHold = true
 	a.mu.Unlock()
+	var waits []chan struct{}
 	for _, e := range hung {
 		a.log.Printf("killing executor %s of framework %s: it did not re-subscribe within %v", e.id, e.fw.id, a.cfg.ExecutorReregistrationTimeout)
 		a.destroy(e)
+		waits = append(waits, e.exited)
 	}
+	deadline := time.After(10 * time.Second)
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-deadline:
+		}
+	}
+	a.mu.Lock()
+	a.recoveryHold = false
+	a.endRecoveryLocked()
+	a.mu.Unlock()
 }
 
 // maybeEndRecoveryLocked ends recovery once no recovered executor is still
 // expected to re-subscribe.
 func (a *Agent) maybeEndRecoveryLocked() {
-	if !a.recovering {
+	if !a.recovering || a.recoveryHold {
 		return
 	}
 	for _, fw := range a.frameworks {
