@@ -206,6 +206,7 @@ type Agent struct {
 
 	regWake       chan struct{} // register again now
 	cancelSession context.CancelFunc
+	resetSession  bool          // cancelSession was called to register again
 	sumKick       chan struct{} // the status update manager has news
 	recoveryDone  chan struct{}
 	wg            sync.WaitGroup // goroutines that watch executor processes
@@ -485,6 +486,7 @@ func (a *Agent) wakeRegistration() {
 	}
 	a.mu.Lock()
 	cancel := a.cancelSession
+	a.resetSession = cancel != nil
 	a.mu.Unlock()
 	if cancel != nil {
 		cancel()

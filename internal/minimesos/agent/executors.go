@@ -488,6 +488,10 @@ func (a *Agent) killTask(fwID, taskID string, policy *mesospb.KillPolicy) {
 		}
 	case isTerminal(t.state):
 		a.log.Printf("ignoring the kill of task %s: it is already %s", taskID, t.state)
+	case e.stream == nil:
+		// A checkpointing framework's executor between two subscriptions:
+		// Mesos drops the kill too; the framework retries it.
+		a.log.Printf("dropping the kill of task %s: executor %s is not connected", taskID, e.id)
 	default:
 		e.stream.Send(&executorpb.Event{Type: executorpb.Event_KILL.Enum(), Kill: &executorpb.Event_Kill{TaskId: t.info.TaskId, KillPolicy: policy}})
 	}

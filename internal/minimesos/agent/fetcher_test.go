@@ -73,7 +73,10 @@ func TestFetcher(t *testing.T) {
 		uri(srv.URL + "/bundle.tar.gz"),
 		uri(srv.URL + "/bundle.zip"),
 		uri(srv.URL + "/notes.txt.gz"),
-		uri(srv.URL+"/bundle.tar.gz", func(u *mesospb.CommandInfo_URI) { u.Extract = proto.Bool(false); u.OutputFile = proto.String("kept/as-is.tgz") }),
+		uri(srv.URL+"/bundle.tar.gz", func(u *mesospb.CommandInfo_URI) {
+			u.Extract = proto.Bool(false)
+			u.OutputFile = proto.String("kept/as-is.tgz")
+		}),
 		uri("file://"+filepath.Join(src, "tool.sh"), func(u *mesospb.CommandInfo_URI) { u.OutputFile = proto.String("copy.sh") }),
 	}, sandbox)
 	if err != nil {

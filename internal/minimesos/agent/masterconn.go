@@ -221,6 +221,13 @@ func (a *Agent) session(ctx context.Context) (bool, error) {
 		rec, err := r.ReadRecord()
 		if err != nil {
 			if ctx.Err() == nil && sctx.Err() != nil {
+				a.mu.Lock()
+				reset := a.resetSession
+				a.resetSession = false
+				a.mu.Unlock()
+				if reset {
+					return registered, errors.New("the master does not know this agent")
+				}
 				return registered, fmt.Errorf("no word from the master for %v", silence)
 			}
 			if errors.Is(err, io.EOF) {
