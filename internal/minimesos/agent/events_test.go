@@ -144,7 +144,7 @@ func TestKillOfAQueuedGroup(t *testing.T) {
 	group := &mesospb.TaskGroupInfo{Tasks: []*mesospb.TaskInfo{taskInfo("t-a", a.ID()), taskInfo("t-b", a.ID())}}
 	m.send(&agentpb.Event{Type: agentpb.Event_RUN_TASK_GROUP.Enum(), RunTaskGroup: &agentpb.Event_RunTaskGroup{
 		FrameworkInfo: frameworkInfo("fw"), TaskGroup: group,
-		ExecutorInfo:  &mesospb.ExecutorInfo{ExecutorId: &mesospb.ExecutorID{Value: proto.String("e")}, Command: &mesospb.CommandInfo{Value: proto.String("sleep 30")}}}})
+		ExecutorInfo: &mesospb.ExecutorInfo{ExecutorId: &mesospb.ExecutorID{Value: proto.String("e")}, Command: &mesospb.CommandInfo{Value: proto.String("sleep 30")}}}})
 	m.send(&agentpb.Event{Type: agentpb.Event_KILL_TASK.Enum(), KillTask: &agentpb.Event_KillTask{
 		FrameworkId: &mesospb.FrameworkID{Value: proto.String("fw")}, TaskId: &mesospb.TaskID{Value: proto.String("t-b")}}})
 	for _, id := range []string{"t-a", "t-b"} {
