@@ -58,7 +58,7 @@ outlives it. GET /state, /health and /metrics/snapshot answer as Mesos' do.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			cfg.Logger.Printf("agent %s on %s, master %s, work dir %s", cfg.Hostname, a.Endpoint(), cfg.Master, cfg.WorkDir)
+			cfg.Logger.Printf("agent %s on %s, master %s, work dir %s", a.Hostname(), a.Endpoint(), cfg.Master, cfg.WorkDir)
 			return a.Run(ctx)
 		},
 	}

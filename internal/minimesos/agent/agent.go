@@ -341,6 +341,9 @@ func (a *Agent) Endpoint() string {
 	return net.JoinHostPort(a.cfg.AdvertiseIP, strconv.Itoa(a.cfg.Port))
 }
 
+// Hostname is the name the agent reports (--hostname, or the one looked up).
+func (a *Agent) Hostname() string { return a.cfg.Hostname }
+
 // PID is the agent's libprocess PID, as executors get it (MESOS_SLAVE_PID).
 func (a *Agent) PID() string { return "slave(1)@" + a.Endpoint() }
 

@@ -235,11 +235,14 @@ func (a *Agent) commandExecutorInfo(fi *mesospb.FrameworkInfo, t *mesospb.TaskIn
 func (a *Agent) frameworkLocked(fi *mesospb.FrameworkInfo) *framework {
 	id := fi.GetId().GetValue()
 	fw := a.frameworks[id]
-	if fw == nil {
+	switch {
+	case fw == nil:
 		fw = &framework{id: id, info: fi, executors: map[string]*executor{}}
 		a.frameworks[id] = fw
-	} else if !proto.Equal(fw.info, fi) {
+	case !proto.Equal(fw.info, fi):
 		fw.info = fi
+	default:
+		return fw
 	}
 	a.checkpointFrameworkLocked(fw)
 	return fw
