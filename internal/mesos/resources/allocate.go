@@ -24,22 +24,29 @@ import (
 func Allocate(offer, want Resources) (taken, rest Resources, err error) {
 	rest = normalized(offer, 0)
 	for _, w := range normalized(want, 0) {
-		if taken, rest, err = allocate(taken, rest, w); err != nil {
-			return nil, offer, err
+		var short *shortage
+		if taken, rest, short = allocate(taken, rest, w); short != nil {
+			return nil, offer, notOffered(w, offer, short)
 		}
 	}
 	return taken, rest, nil
 }
 
+// shortage is what allocate could not find of a ranges or set resource.
+type shortage struct {
+	ranges []Range
+	set    []string
+}
+
 // allocate takes w out of rest (normalized, modified in place).
-func allocate(taken, rest Resources, w *mesospb.Resource) (Resources, Resources, error) {
+func allocate(taken, rest Resources, w *mesospb.Resource) (Resources, Resources, *shortage) {
 	if atomic(w) {
 		for i, x := range rest {
 			if kindMatch(x, w) && sameReservations(x, w) && sameValue(x, w) {
 				return append(taken, x), append(rest[:i], rest[i+1:]...), nil
 			}
 		}
-		return nil, nil, fmt.Errorf("%s is not offered", Describe(Resources{w}))
+		return nil, nil, &shortage{}
 	}
 	var (
 		scalar   int64 // what is still wanted, by type
@@ -47,13 +54,27 @@ func allocate(taken, rest Resources, w *mesospb.Resource) (Resources, Resources,
 		set      []string
 		wantRole = ReservationRole(w)
 	)
+	// A port or item wanted twice (under two roles) is taken once.
 	switch w.GetType() {
 	case mesospb.Value_SCALAR:
 		scalar, _ = toFixed(w.GetScalar().GetValue())
 	case mesospb.Value_RANGES:
 		ranges = FromRanges(w.GetRanges())
+		for _, x := range taken {
+			if kindMatch(x, w) {
+				ranges = minus(nil, ranges, FromRanges(x.GetRanges()))
+			}
+		}
 	default:
 		set = sortedSet(w.GetSet().GetItem())
+		for _, x := range taken {
+			if kindMatch(x, w) {
+				set = setMinus(set, x.GetSet().GetItem())
+			}
+		}
+	}
+	if scalar == 0 && len(ranges) == 0 && len(set) == 0 {
+		return taken, rest, nil
 	}
 	// Preference: w's own reservation, unreserved, any other reservation.
 	for pass := 0; pass < 3; pass++ {
@@ -111,7 +132,7 @@ func allocate(taken, rest Resources, w *mesospb.Resource) (Resources, Resources,
 			}
 		}
 	}
-	return nil, nil, notOffered(w, compact(rest), scalar, ranges, set)
+	return nil, nil, &shortage{ranges, set}
 }
 
 func compact(rs Resources) Resources {
@@ -125,11 +146,16 @@ func compact(rs Resources) Resources {
 }
 
 // notOffered explains what of w the offer lacks, with what it has of it.
-func notOffered(w *mesospb.Resource, rest Resources, scalar int64, ranges []Range, set []string) error {
+func notOffered(w *mesospb.Resource, offer Resources, s *shortage) error {
+	if atomic(w) {
+		return fmt.Errorf("%s is not offered", Describe(Resources{w}))
+	}
 	var have Resources
-	for _, x := range rest {
-		if kindMatch(x, w) && !atomic(x) {
+	var ranges []Range
+	for _, x := range offer {
+		if named(x, w.GetName()) && kindMatch(x, w) && !atomic(x) {
 			have = append(have, x)
+			ranges = appendRanges(ranges, x.GetRanges())
 		}
 	}
 	name := w.GetName()
@@ -137,21 +163,12 @@ func notOffered(w *mesospb.Resource, rest Resources, scalar int64, ranges []Rang
 	case mesospb.Value_SCALAR:
 		wanted, _ := toFixed(w.GetScalar().GetValue())
 		return fmt.Errorf("not enough %s: %s wanted, %s offered (%s)", name,
-			formatScalar(fromFixed(wanted)), formatScalar(fromFixed(wanted-scalar)), describeOrNone(have))
+			formatScalar(fromFixed(wanted)), formatScalar(Scalar(have, name)), describeOrNone(have))
 	case mesospb.Value_RANGES:
-		return fmt.Errorf("%s %s are not in the offered ranges %s", name, RangesString(ranges), RangesString(Ports(renamePorts(have))))
+		return fmt.Errorf("%s %s are not in the offered ranges %s", name, RangesString(s.ranges), RangesString(coalesceInPlace(ranges)))
 	default:
-		return fmt.Errorf("%s %s are not in the offered sets (%s)", name, setString(set), describeOrNone(have))
+		return fmt.Errorf("%s %s are not in the offered sets (%s)", name, setString(s.set), describeOrNone(have))
 	}
-}
-
-// renamePorts lets Ports total ranges of any name.
-func renamePorts(rs Resources) Resources {
-	out := make(Resources, len(rs))
-	for i, r := range rs {
-		out[i] = &mesospb.Resource{Name: proto.String("ports"), Type: r.Type, Ranges: r.Ranges}
-	}
-	return out
 }
 
 func describeOrNone(rs Resources) string {
@@ -177,7 +194,8 @@ func (e *PortError) Error() string {
 // fixed in its order, then the n others ascending; taken is the ports
 // resources for the TaskInfo (keeping the offer's roles and allocation
 // info, split by role when the ports come from several); rest is what
-// remains of the offer. A specific port that is not offered is a
+// remains of the offer. (An offer holds each port once, as Mesos never
+// offers a port twice.) A specific port that is not offered is a
 // *PortError; on any error rest is the offer unchanged.
 func AllocatePorts(offer Resources, fixed []uint64, n int) (ports []uint64, taken, rest Resources, err error) {
 	plain := &mesospb.Resource{Name: proto.String("ports"), Type: mesospb.Value_RANGES.Enum()}

@@ -173,8 +173,8 @@ func TestUnnormalizedInput(t *testing.T) {
 			{Begin: proto.Uint64(6), End: proto.Uint64(9)}, {Begin: proto.Uint64(30), End: proto.Uint64(25)}}}},
 		{Name: proto.String("gpus"), Type: mesospb.Value_SET.Enum(), Set: &mesospb.Value_Set{Item: []string{"b", "a", "b"}}},
 		{Name: proto.String("mem"), Type: mesospb.Value_SCALAR.Enum(), Scalar: &mesospb.Value_Scalar{Value: proto.Float64(-5)}}, // invalid
-		{Name: proto.String("bad"), Type: mesospb.Value_TEXT.Enum()},                                                           // invalid
-		{Type: mesospb.Value_SCALAR.Enum(), Scalar: &mesospb.Value_Scalar{Value: proto.Float64(1)}},                            // no name
+		{Name: proto.String("bad"), Type: mesospb.Value_TEXT.Enum()},                                                            // invalid
+		{Type: mesospb.Value_SCALAR.Enum(), Scalar: &mesospb.Value_Scalar{Value: proto.Float64(1)}},                             // no name
 		nil,
 	}
 	n := Add(nil, wire)
