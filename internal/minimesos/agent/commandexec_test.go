@@ -146,24 +146,33 @@ func TestCommandExecutor(t *testing.T) {
 		t.Errorf("t-stubborn %v after %v", st, time.Since(start))
 	}
 
-	// No FAILURE for the command executor: the master hears no
-	// EXECUTOR_EXITED.
-	time.Sleep(200 * time.Millisecond)
+	// No FAILURE for the command executor: once every command executor's
+	// end is handled, the master has heard no EXECUTOR_EXITED.
+	waitFor(t, "command executors gone", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, fw := range append(append([]*framework{}, a.completedFw...), a.frameworks["fw"], a.frameworks["fw-killing"]) {
+			if fw == nil {
+				continue
+			}
+			if len(fw.executors) > 0 {
+				return false
+			}
+			for _, e := range fw.completed {
+				select {
+				case <-e.exited:
+				default:
+					return false
+				}
+			}
+		}
+		return true
+	})
 	for _, c := range m.snapshot() {
 		if c.GetType() == agentpb.Call_EXECUTOR_EXITED {
 			t.Errorf("EXECUTOR_EXITED for a command executor: %v", c)
 		}
 	}
-	waitFor(t, "command executors gone", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		for _, fw := range a.frameworks {
-			if len(fw.executors) > 0 {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 // A kill of a task still queued for an executor that has not subscribed

@@ -321,10 +321,13 @@ func TestExecutorAPIAsRecorded(t *testing.T) {
 	if string(msg.GetFrameworkMessage().GetData()) != "from-executor" || msg.GetFrameworkMessage().GetExecutorId().GetValue() != "e-py" {
 		t.Errorf("framework message %v", msg)
 	}
-	// FINISHED waits behind the unacknowledged RUNNING.
-	time.Sleep(300 * time.Millisecond)
-	if ups := m.updates("t-py"); ups[len(ups)-1].GetState() != mesospb.TaskState_TASK_RUNNING {
-		t.Fatalf("an update went out before the one ahead of it was acknowledged: %v", ups)
+	// The unacknowledged RUNNING is resent (same uuid) and FINISHED waits
+	// behind it.
+	waitFor(t, "TASK_RUNNING resent", func() bool { return len(m.updates("t-py")) >= 3 })
+	for _, u := range m.updates("t-py") {
+		if !bytes.Equal(u.GetUuid(), up.GetUuid()) {
+			t.Fatalf("an update went out before the one ahead of it was acknowledged: %v", u)
+		}
 	}
 	m.send(ackEvent(fwID, up))
 	m.waitUpdate(t, "t-py", mesospb.TaskState_TASK_FINISHED)

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -314,5 +313,3 @@ func TestRemovedAgentStartsAfresh(t *testing.T) {
 		t.Errorf("the old agent's checkpoints are kept: %v", err)
 	}
 }
-
-var _ = syscall.Kill

@@ -119,7 +119,8 @@ func TestSimulatedAgents(t *testing.T) {
 	// The kill's TASK_KILLED waits until TASK_RUNNING is acknowledged.
 	f.cl.Kill(ctx, "t1", o.GetAgentId().GetValue(), 0)
 	waitFor(t, "the kill reached the agent", func() bool { return p.RunningTasks() == 0 })
-	time.Sleep(400 * time.Millisecond)
+	sent := len(f.statuses("t1"))
+	waitFor(t, "TASK_RUNNING resent after the kill", func() bool { return len(f.statuses("t1")) >= sent+2 })
 	for _, st := range f.statuses("t1") {
 		if st.GetState() != mesospb.TaskState_TASK_RUNNING {
 			t.Fatalf("%s overtook the unacknowledged TASK_RUNNING", st.GetState())
