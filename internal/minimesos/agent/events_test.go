@@ -60,7 +60,8 @@ func TestExecutorAPIValidation(t *testing.T) {
 	}
 }
 
-// PING gets a PONG with its sequence; subscribed executors get HEARTBEATs;
+// PING gets a PONG with its sequence; subscribed executors get HEARTBEATs
+// (in the encoding they accept);
 // a task group reaches the executor as LAUNCH_GROUP; UPDATE_FRAMEWORK
 // takes; SHUTDOWN_FRAMEWORK shuts its executors down without forwarding
 // their tasks' updates (the framework is gone) and forgets it.
@@ -86,7 +87,11 @@ func TestMasterEventsAndFrameworkLifecycle(t *testing.T) {
 		defer a.mu.Unlock()
 		return a.frameworks["fw-silent"] != nil
 	})
-	er := subscribe(t, a.url("/api/v1/executor"), `{"type": "SUBSCRIBE", "framework_id": {"value": "fw-silent"}, "executor_id": {"value": "e-silent"}, "subscribe": {}}`, "")
+	// (In protobuf, which the executor asks for.)
+	er := subscribe(t, a.url("/api/v1/executor"), `{"type": "SUBSCRIBE", "framework_id": {"value": "fw-silent"}, "executor_id": {"value": "e-silent"}, "subscribe": {}}`, "application/x-protobuf")
+	if ct := er.resp.Header.Get("Content-Type"); ct != "application/x-protobuf" {
+		t.Errorf("stream in %q", ct)
+	}
 	er.next(t, executorpb.Event_SUBSCRIBED)
 	er.next(t, executorpb.Event_LAUNCH)
 	er.next(t, executorpb.Event_HEARTBEAT)
