@@ -158,7 +158,7 @@ func Summarize(rs Resources) map[string]any {
 		switch r.GetType() {
 		case mesospb.Value_SCALAR:
 			n, _ := toFixed(r.GetScalar().GetValue())
-			scalars[name] += n
+			scalars[name] = addFixed(scalars[name], n)
 		case mesospb.Value_RANGES:
 			ranges[name] = appendRanges(ranges[name], r.GetRanges())
 		case mesospb.Value_SET:

@@ -76,7 +76,7 @@ func modelValid(r *mesospb.Resource) bool {
 	switch r.GetType() {
 	case mesospb.Value_SCALAR:
 		v := r.GetScalar().GetValue()
-		return !math.IsNaN(v) && math.Round(v*1000) >= 0 && v < 1e12
+		return !math.IsNaN(v) && math.Round(v*1000) >= 0 && v <= 4e15
 	case mesospb.Value_RANGES, mesospb.Value_SET:
 		return true
 	}
@@ -425,7 +425,7 @@ func TestSubtractAfterAddIsIdentity(t *testing.T) {
 	for i := 0; i < *iterations; i++ {
 		a := g.resources()
 		b := Subtract(g.resources(), Add(a, a)) // drops what a has of ports and items...
-		if !sharesNoValue(a, b) {                // ...of the same kind only
+		if !sharesNoValue(a, b) {               // ...of the same kind only
 			continue
 		}
 		if got := Subtract(Add(a, b), b); !Equal(got, a) {

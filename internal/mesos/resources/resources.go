@@ -336,7 +336,7 @@ func plus(x, y *mesospb.Resource) *mesospb.Resource {
 	case mesospb.Value_SCALAR:
 		a, _ := toFixed(x.GetScalar().GetValue())
 		b, _ := toFixed(y.GetScalar().GetValue())
-		return withScalar(x, a+b)
+		return withScalar(x, addFixed(a, b))
 	case mesospb.Value_RANGES:
 		var buf [16]Range
 		rs := appendRanges(buf[:0], x.GetRanges())
@@ -521,13 +521,13 @@ next:
 			for _, z := range b[j:] {
 				if named(z, name) && sameGroup(z, y) && valid(z) {
 					n, _ := toFixed(z.GetScalar().GetValue())
-					need += n
+					need = addFixed(need, n)
 				}
 			}
 			for _, x := range a {
 				if named(x, name) && sameGroup(x, y) && valid(x) {
 					n, _ := toFixed(x.GetScalar().GetValue())
-					have += n
+					have = addFixed(have, n)
 				}
 			}
 			if have < need {
@@ -680,7 +680,7 @@ func Scalar(rs Resources, name string) float64 {
 	for _, r := range rs {
 		if r.GetName() == name && r.GetType() == mesospb.Value_SCALAR && valid(r) {
 			v, _ := toFixed(r.GetScalar().GetValue())
-			n += v
+			n = addFixed(n, v)
 		}
 	}
 	return fromFixed(n)

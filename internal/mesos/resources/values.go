@@ -11,9 +11,14 @@ import (
 
 // Scalars are computed in thousandths, as Mesos does (values.cpp
 // convertToFixed): 0.1 added ten times is exactly 1, and what was added
-// can be subtracted again without drift. Above maxScalar a float64 no
-// longer holds every thousandth, so larger values are invalid.
-const maxScalar = float64(1<<53) / 1000
+// can be subtracted again without drift. Up to maxScalar a float64 holds
+// every thousandth, so Parse accepts no more. Sums may grow beyond it
+// (cluster totals), up to maxFixed thousandths where they saturate; only
+// larger values (or NaN) are invalid.
+const (
+	maxScalar = float64(1<<53) / 1000
+	maxFixed  = int64(4e18) // twice fits an int64: a+b cannot overflow
+)
 
 // Round rounds a scalar to Mesos' precision of 0.001.
 func Round(v float64) float64 {
@@ -23,14 +28,17 @@ func Round(v float64) float64 {
 	return v
 }
 
-// toFixed converts v to thousandths; ok is false for NaN, infinities and
-// values beyond maxScalar either way.
+// toFixed converts v to thousandths; ok is false for NaN and values
+// beyond maxFixed thousandths either way.
 func toFixed(v float64) (n int64, ok bool) {
-	if !(v >= -maxScalar && v <= maxScalar) { // also false for NaN
+	if !(v >= -float64(maxFixed)/1000 && v <= float64(maxFixed)/1000) { // also false for NaN
 		return 0, false
 	}
 	return int64(math.Round(v * 1000)), true
 }
+
+// addFixed is a+b for valid amounts, saturating at maxFixed.
+func addFixed(a, b int64) int64 { return min(a+b, maxFixed) }
 
 // fromFixed is the float64 nearest to n/1000 (a single correctly rounded
 // division), so equal amounts always print the same.
