@@ -1,7 +1,9 @@
 package resources
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 )
@@ -26,6 +28,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		defer watchdog(s)()
 		if as, err := ParseAttributes(s); err == nil {
 			out := AttributesString(as)
 			again, err := ParseAttributes(out)
@@ -73,6 +76,7 @@ func FuzzMath(f *testing.F) {
 	}
 	f.Add("cpus:1;ports:[1-5]", "cpus:0.5;ports:[2-3]")
 	f.Fuzz(func(t *testing.T, sa, sb string) {
+		defer watchdog(sa + "|" + sb)()
 		a, err1 := Parse(sa, "*")
 		b, err2 := Parse(sb, "k8s")
 		if err1 != nil || err2 != nil {
@@ -87,4 +91,18 @@ func FuzzMath(f *testing.F) {
 			t.Fatalf("Allocate(%s, %s): took %s, left %s", String(a), String(want), String(taken), String(rest))
 		}
 	})
+}
+
+// watchdog crashes the fuzz worker, naming the input, when one input takes
+// seconds: the fuzzer itself only notices that a worker stopped.
+func watchdog(input string) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			panic(fmt.Sprintf("input %q has run for 10s", input))
+		}
+	}()
+	return func() { close(done) }
 }

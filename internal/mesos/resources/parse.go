@@ -233,18 +233,21 @@ func setItems(items []string) ([]string, error) {
 }
 
 // removeSpaces drops ASCII white space, as Mesos drops the spaces in
-// values ("[31000 - 32000]" is "[31000-32000]").
+// values ("[31000 - 32000]" is "[31000-32000]"). Byte by byte: other
+// bytes, valid UTF-8 or not, stay as they are.
 func removeSpaces(s string) string {
 	if strings.IndexAny(s, " \t\n\r\v\f") < 0 {
 		return s
 	}
-	return strings.Map(func(r rune) rune {
-		switch r {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
 		case ' ', '\t', '\n', '\r', '\v', '\f':
-			return -1
+		default:
+			b = append(b, s[i])
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }
 
 // checkName refuses names that the flag syntax cannot carry back.
