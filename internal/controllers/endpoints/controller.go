@@ -1,29 +1,35 @@
-// Package endpoints is km's endpoints controller: it writes the Endpoints
-// and EndpointSlices of services with selectors. In host-port mode (the
-// default) a service's endpoints are HostIP:HostPort of its pods, with the
-// host ports the scheduler assigned, because pods on Mesos agents share the
-// agent's network; otherwise they are PodIP:ContainerPort, as in stock
-// Kubernetes. Named, numbered and unnamed ports all work.
+// Package endpoints is km's endpoints controller. It writes the Endpoints
+// and EndpointSlices of services with selectors, in place of the stock
+// endpoints and endpointslice controllers.
+//
+// In host-port mode (km's default) a service's endpoints are
+// HostIP:HostPort of its pods: pods on Mesos agents share the agent's
+// network, and km's scheduler gives each container port a host port from
+// the agent's offered ports (the hostPort, or k8sm's annotations
+// k8s.mesosphere.io/port_<PROTO>_<containerPort> and
+// portName_<PROTO>_<name>). Otherwise they are PodIP:ContainerPort, as in
+// stock Kubernetes. Named, numbered and unnamed ports all work; a port that
+// cannot be resolved on a pod is reported as an event on the service.
+//
+// The controller is in the kubernetes/sample-controller style: informer
+// handlers only enqueue service keys, workers sync one service at a time
+// from the listers, and errors requeue with rate limiting.
 package endpoints
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"net"
-	"reflect"
 	"sort"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
@@ -35,47 +41,72 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
-
-	"github.com/k8sm/k8sm/internal/scheduler/podtask"
+	"k8s.io/klog/v2"
 )
 
-// ManagedBy marks the EndpointSlices this controller owns.
-const ManagedBy = "endpointslice.km.k8sm.io"
-
-// Controller keeps Endpoints and EndpointSlices in step with services and
-// pods (kubernetes/sample-controller style: handlers enqueue service keys,
-// workers sync one service at a time, errors requeue with rate limiting).
-type Controller struct {
-	client   kubernetes.Interface
-	hostPort bool
-
-	services corelisters.ServiceLister
-	pods     corelisters.PodLister
-	slices   discoverylisters.EndpointSliceLister
-	synced   []cache.InformerSynced
-
-	queue    workqueue.TypedRateLimitingInterface[string]
-	recorder record.EventRecorder
+// Options of the controller.
+type Options struct {
+	// HostPort selects HostIP:HostPort endpoints; false gives the stock
+	// PodIP:ContainerPort. (km controller-manager runs the stock
+	// controllers themselves when --host-port-endpoints=false; this mode
+	// is for embedding the controller elsewhere.)
+	HostPort bool
+	// MaxEndpointsPerSlice caps one EndpointSlice (default 100, the
+	// stock controller's).
+	MaxEndpointsPerSlice int
+	// Recorder receives the events on services; nil records them through
+	// the apiserver.
+	Recorder record.EventRecorder
 }
 
-// New wires the controller to informers. hostPort selects HostIP:HostPort
-// endpoints.
-func New(client kubernetes.Interface, factory informers.SharedInformerFactory, hostPort bool) *Controller {
+// Controller keeps Endpoints and EndpointSlices in step with services and
+// pods.
+type Controller struct {
+	client kubernetes.Interface
+	opts   Options
+
+	services  corelisters.ServiceLister
+	pods      corelisters.PodLister
+	endpoints corelisters.EndpointsLister
+	slices    discoverylisters.EndpointSliceLister
+	synced    []cache.InformerSynced
+
+	queue       workqueue.TypedRateLimitingInterface[string]
+	recorder    record.EventRecorder
+	broadcaster record.EventBroadcaster
+
+	// reported holds the problems last reported per service, so that a
+	// service's events say what changed instead of repeating on every
+	// pod update.
+	mu       sync.Mutex
+	reported map[string]string
+}
+
+// New wires the controller to the informers of factory (start the factory
+// after New, then Run).
+func New(client kubernetes.Interface, factory informers.SharedInformerFactory, opts Options) *Controller {
 	svcInf := factory.Core().V1().Services()
 	podInf := factory.Core().V1().Pods()
+	epInf := factory.Core().V1().Endpoints()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	c := &Controller{
-		client:   client,
-		hostPort: hostPort,
-		services: svcInf.Lister(),
-		pods:     podInf.Lister(),
-		slices:   sliceInf.Lister(),
-		synced:   []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
+		client:    client,
+		opts:      opts,
+		services:  svcInf.Lister(),
+		pods:      podInf.Lister(),
+		endpoints: epInf.Lister(),
+		slices:    sliceInf.Lister(),
+		synced: []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced,
+			epInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "km-endpoints"}),
-		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "km-endpoints-controller"}),
+		recorder: opts.Recorder,
+		reported: map[string]string{},
+	}
+	if c.recorder == nil {
+		c.broadcaster = record.NewBroadcaster()
+		c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+		c.recorder = c.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "km-endpoints-controller"})
 	}
 	svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueService,
@@ -83,15 +114,22 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, h
 		DeleteFunc: c.enqueueService,
 	})
 	podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueuePodServices,
-		UpdateFunc: func(old, obj any) {
-			c.enqueuePodServices(old)
-			c.enqueuePodServices(obj)
-		},
-		DeleteFunc: c.enqueuePodServices,
+		AddFunc:    func(obj any) { c.enqueuePodServices(obj) },
+		UpdateFunc: c.podUpdated,
+		DeleteFunc: func(obj any) { c.enqueuePodServices(obj) },
+	})
+	epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// Ours, left behind by a service deleted while km was down, or
+		// changed by someone else: sync (delete or put right).
+		AddFunc:    c.enqueueOwnEndpoints,
+		UpdateFunc: func(_, obj any) { c.enqueueOwnEndpoints(obj) },
+		// A deleted Endpoints object of a live service is made again.
+		DeleteFunc: c.enqueueService,
 	})
 	sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		// Someone changed or removed a slice of ours: put it right.
+		// Ours changed by someone else, or the stock controller's left
+		// from before km took over: sync the service.
+		AddFunc:    c.enqueueSliceService,
 		UpdateFunc: func(_, obj any) { c.enqueueSliceService(obj) },
 		DeleteFunc: c.enqueueSliceService,
 	})
@@ -99,18 +137,30 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, h
 }
 
 func (c *Controller) enqueueService(obj any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err == nil {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 		c.queue.Add(key)
 	}
 }
 
-func (c *Controller) enqueueSliceService(obj any) {
+func unwrap(obj any) any {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
+		return t.Obj
 	}
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok || s.Labels[discoveryv1.LabelManagedBy] != ManagedBy {
+	return obj
+}
+
+func (c *Controller) enqueueOwnEndpoints(obj any) {
+	if ep, ok := unwrap(obj).(*corev1.Endpoints); ok && ep.Labels[LabelEndpointsManagedBy] == EndpointsManagedBy {
+		c.queue.Add(ep.Namespace + "/" + ep.Name)
+	}
+}
+
+func (c *Controller) enqueueSliceService(obj any) {
+	s, ok := unwrap(obj).(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	if m := s.Labels[discoveryv1.LabelManagedBy]; m != ManagedBy && m != StockManagedBy {
 		return
 	}
 	if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
@@ -118,12 +168,52 @@ func (c *Controller) enqueueSliceService(obj any) {
 	}
 }
 
+// podUpdated enqueues a pod's services when something endpoints are made
+// of changed (the kubelet's status updates mostly change other things).
+func (c *Controller) podUpdated(old, cur any) {
+	o, ok1 := old.(*corev1.Pod)
+	n, ok2 := cur.(*corev1.Pod)
+	if !ok1 || !ok2 {
+		c.enqueuePodServices(cur)
+		return
+	}
+	if !labels.Equals(o.Labels, n.Labels) {
+		c.enqueuePodServices(o)
+		c.enqueuePodServices(n)
+		return
+	}
+	if podProjection(o) != podProjection(n) {
+		c.enqueuePodServices(n)
+	}
+}
+
+// podProjection is what of a pod goes into endpoints.
+func podProjection(p *corev1.Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%v|%v|%v|%s|%s|%s|%v|%v|", p.Status.Phase, p.Status.HostIP, p.Status.PodIP,
+		p.Status.HostIPs, p.Status.PodIPs, isPodReady(p), p.Spec.NodeName, p.Spec.Hostname, p.Spec.Subdomain,
+		p.DeletionTimestamp != nil, p.Spec.HostNetwork)
+	keys := make([]string, 0, len(p.Annotations))
+	for k := range p.Annotations {
+		if strings.HasPrefix(k, "k8s.mesosphere.io/port") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString(k + "=" + p.Annotations[k] + ",")
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
+		for _, ctr := range cs {
+			fmt.Fprintf(&b, "%v", ctr.Ports)
+		}
+	}
+	return b.String()
+}
+
 // enqueuePodServices enqueues the services whose selector matches a pod.
 func (c *Controller) enqueuePodServices(obj any) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := unwrap(obj).(*corev1.Pod)
 	if !ok {
 		return
 	}
@@ -142,8 +232,15 @@ func (c *Controller) enqueuePodServices(obj any) {
 func (c *Controller) Run(ctx context.Context, workers int) {
 	defer utilruntime.HandleCrash()
 	defer c.queue.ShutDown()
+	if c.broadcaster != nil {
+		defer c.broadcaster.Shutdown()
+	}
+	klog.FromContext(ctx).Info("Starting km endpoints controller", "hostPortEndpoints", c.opts.HostPort)
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return
+	}
+	if workers < 1 {
+		workers = 1
 	}
 	for i := 0; i < workers; i++ {
 		go wait.UntilWithContext(ctx, c.worker, time.Second)
@@ -162,25 +259,22 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer c.queue.Done(key)
-	if err := c.Sync(ctx, key); err != nil {
-		utilruntime.HandleError(fmt.Errorf("syncing endpoints of %s: %w", key, err))
-		c.queue.AddRateLimited(key)
+	err := c.Sync(ctx, key)
+	if err == nil {
+		c.queue.Forget(key)
 		return true
 	}
-	c.queue.Forget(key)
+	// A conflict or an "already exists" means the informers have not
+	// seen our last write yet: try again shortly, quietly.
+	if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing the endpoints of a service", "service", key)
+	}
+	c.queue.AddRateLimited(key)
 	return true
 }
 
-// endpoint is one address with its ports, before grouping.
-type endpoint struct {
-	ip       string
-	ready    bool
-	pod      *corev1.Pod
-	ports    []corev1.EndpointPort
-	portsKey string
-}
-
-// Sync writes the Endpoints and EndpointSlices of one service.
+// Sync writes the Endpoints and EndpointSlices of one service (key is
+// namespace/name).
 func (c *Controller) Sync(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -188,240 +282,125 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	}
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		// Endpoints and slices go with the service (owner references and
-		// the same name): delete what is left.
-		c.client.CoreV1().Endpoints(ns).Delete(ctx, name, metav1.DeleteOptions{})
-		return c.deleteSlices(ctx, ns, name, nil)
+		c.forget(key)
+		return c.deleteAll(ctx, ns, name)
 	}
 	if err != nil {
 		return err
 	}
-	if len(svc.Spec.Selector) == 0 {
-		// Services without selectors have hand-made endpoints; the
-		// endpointslice mirroring controller mirrors them.
-		return nil
+	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.Selector == nil {
+		// ExternalName services have no endpoints; services without a
+		// selector have hand-made Endpoints, which the stock endpointslice
+		// mirroring controller mirrors. Slices of ours go (the selector may
+		// just have been removed); the Endpoints object is the user's now.
+		c.forget(key)
+		return c.deleteSlices(ctx, svc, nil)
 	}
 	pods, err := c.pods.Pods(ns).List(labels.SelectorFromSet(svc.Spec.Selector))
 	if err != nil {
 		return err
 	}
-	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
-	var eps []endpoint
-	var problems []string
-	for _, pod := range pods {
-		ep, problem, ok := c.endpointFor(svc, pod)
-		if problem != "" {
-			problems = append(problems, problem)
-		}
-		if ok {
-			eps = append(eps, ep)
-		}
-	}
-	if len(problems) > 0 {
-		c.recorder.Event(svc, corev1.EventTypeWarning, "FailedToResolveEndpoints", strings.Join(problems, "; "))
-	}
-	if err := c.writeEndpoints(ctx, svc, eps); err != nil {
+	d := computeDesired(svc, pods, c.opts.HostPort)
+	c.report(svc, d.problems)
+	if err := c.writeEndpoints(ctx, svc, d); err != nil {
 		return err
 	}
-	return c.writeSlices(ctx, svc, eps)
+	return c.writeSlices(ctx, svc, d)
 }
 
-// endpointFor resolves a pod's address and the ports of every service
-// port. problem explains a pod that cannot be an endpoint.
-func (c *Controller) endpointFor(svc *corev1.Service, pod *corev1.Pod) (endpoint, string, bool) {
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil && !svc.Spec.PublishNotReadyAddresses {
-		return endpoint{}, "", false
-	}
-	ip := pod.Status.PodIP
-	if c.hostPort {
-		ip = pod.Status.HostIP
-	}
-	if ip == "" {
-		return endpoint{}, "", false // not running yet
-	}
-	if parsed := net.ParseIP(ip); parsed == nil || parsed.IsLoopback() || parsed.IsUnspecified() || parsed.IsLinkLocalUnicast() {
-		// The apiserver refuses such addresses in Endpoints and
-		// EndpointSlices; one bad pod must not block the others.
-		return endpoint{}, fmt.Sprintf("pod %s has address %q (on agent %s), which Kubernetes does not accept in endpoints (loopback, link-local and unspecified addresses are refused); give the agent a routable address (km mesos agent --advertise_ip)", pod.Name, ip, pod.Spec.NodeName), false
-	}
-	ep := endpoint{ip: ip, pod: pod, ready: podReady(pod) || svc.Spec.PublishNotReadyAddresses}
-	var keys []string
-	for _, sp := range svc.Spec.Ports {
-		port, ok := c.resolvePort(pod, sp)
-		if !ok {
-			return endpoint{}, fmt.Sprintf("pod %s does not declare target port %s of service port %s; declare it in the pod's container ports", pod.Name, sp.TargetPort.String(), portLabel(sp)), false
+// report records the problems of a service as a warning event when they
+// change.
+func (c *Controller) report(svc *corev1.Service, problems []string) {
+	key := svc.Namespace + "/" + svc.Name
+	msg := ""
+	if len(problems) > 0 {
+		shown := problems
+		if len(shown) > 5 {
+			shown = shown[:5]
 		}
-		proto := sp.Protocol
-		if proto == "" {
-			proto = corev1.ProtocolTCP
+		msg = strings.Join(shown, "; ")
+		if n := len(problems) - len(shown); n > 0 {
+			msg += fmt.Sprintf("; and %d more", n)
 		}
-		ep.ports = append(ep.ports, corev1.EndpointPort{Name: sp.Name, Port: port, Protocol: proto, AppProtocol: sp.AppProtocol})
-		keys = append(keys, sp.Name+"/"+string(proto)+"/"+strconv.Itoa(int(port)))
 	}
-	ep.portsKey = strings.Join(keys, ",")
-	return ep, "", true
+	c.mu.Lock()
+	last, seen := c.reported[key]
+	c.reported[key] = msg
+	c.mu.Unlock()
+	if msg != "" && (!seen || last != msg) {
+		c.recorder.Event(svc, corev1.EventTypeWarning, "FailedToResolveEndpoints", msg)
+	}
 }
 
-func portLabel(sp corev1.ServicePort) string {
-	if sp.Name != "" {
-		return fmt.Sprintf("%q (%d)", sp.Name, sp.Port)
-	}
-	return strconv.Itoa(int(sp.Port))
+func (c *Controller) forget(key string) {
+	c.mu.Lock()
+	delete(c.reported, key)
+	c.mu.Unlock()
 }
 
-// resolvePort finds the endpoint port of a service port on a pod: the
-// container port the targetPort names or numbers, then, in host-port mode,
-// the host port assigned to it.
-func (c *Controller) resolvePort(pod *corev1.Pod, sp corev1.ServicePort) (int32, bool) {
-	tp := sp.TargetPort
-	if (tp.Type == intstr.Int && tp.IntVal == 0) || (tp.Type == intstr.String && tp.StrVal == "") {
-		tp = intstr.FromInt32(sp.Port) // an unset targetPort means the port
-	}
-	proto := sp.Protocol
-	if proto == "" {
-		proto = corev1.ProtocolTCP
-	}
-	var found *corev1.ContainerPort
-	for ci := range pod.Spec.Containers {
-		for pi := range pod.Spec.Containers[ci].Ports {
-			cp := &pod.Spec.Containers[ci].Ports[pi]
-			cpProto := cp.Protocol
-			if cpProto == "" {
-				cpProto = corev1.ProtocolTCP
-			}
-			if cpProto != proto {
-				continue
-			}
-			if (tp.Type == intstr.String && cp.Name == tp.StrVal) || (tp.Type == intstr.Int && cp.ContainerPort == tp.IntVal) {
-				found = cp
+// deleteAll removes the endpoints of a deleted service: the Endpoints
+// object if a controller made it (ours or the stock one's; hand-made ones
+// are the user's), and our slices (their owner reference would take them
+// too, with the garbage collector).
+func (c *Controller) deleteAll(ctx context.Context, ns, name string) error {
+	if ep, err := c.endpoints.Endpoints(ns).Get(name); err == nil {
+		if m := ep.Labels[LabelEndpointsManagedBy]; m == EndpointsManagedBy || m == stockEndpointsManagedBy {
+			err := c.client.CoreV1().Endpoints(ns).Delete(ctx, name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return err
 			}
 		}
 	}
-	if !c.hostPort {
-		if found != nil {
-			return found.ContainerPort, true
-		}
-		// Stock behaviour: a number needs no declaration, a name does.
-		return tp.IntVal, tp.Type == intstr.Int
-	}
-	if found == nil {
-		return 0, false
-	}
-	return podtask.HostPortOf(pod, *found)
+	return c.deleteSlices(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, nil)
 }
 
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func nodeNameOf(pod *corev1.Pod) *string {
-	if pod.Spec.NodeName == "" {
-		return nil
-	}
-	n := pod.Spec.NodeName
-	return &n
-}
-
-func ownerRef(svc *corev1.Service) []metav1.OwnerReference {
-	t := true
-	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID, Controller: &t, BlockOwnerDeletion: &t}}
-}
-
-// writeEndpoints writes the Endpoints object: one subset per distinct set
-// of ports (in host-port mode pods may have different host ports), ready
-// and not-ready addresses apart.
-func (c *Controller) writeEndpoints(ctx context.Context, svc *corev1.Service, eps []endpoint) error {
-	groups := map[string]*corev1.EndpointSubset{}
-	var order []string
-	for _, ep := range eps {
-		g := groups[ep.portsKey]
-		if g == nil {
-			g = &corev1.EndpointSubset{Ports: ep.ports}
-			groups[ep.portsKey] = g
-			order = append(order, ep.portsKey)
-		}
-		addr := corev1.EndpointAddress{IP: ep.ip, NodeName: nodeNameOf(ep.pod),
-			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ep.pod.Namespace, Name: ep.pod.Name, UID: ep.pod.UID}}
-		if ep.ready {
-			g.Addresses = append(g.Addresses, addr)
-		} else {
-			g.NotReadyAddresses = append(g.NotReadyAddresses, addr)
-		}
-	}
-	sort.Strings(order)
-	var subsets []corev1.EndpointSubset
-	for _, k := range order {
-		subsets = append(subsets, *groups[k])
-	}
-	want := &corev1.Endpoints{
-		ObjectMeta: metav1.ObjectMeta{Name: svc.Name, Namespace: svc.Namespace, Labels: svc.Labels},
-		Subsets:    subsets,
-	}
-	cur, err := c.client.CoreV1().Endpoints(svc.Namespace).Get(ctx, svc.Name, metav1.GetOptions{})
+func (c *Controller) writeEndpoints(ctx context.Context, svc *corev1.Service, d desired) error {
+	want, truncated := buildEndpoints(svc, d)
+	cur, err := c.endpoints.Endpoints(svc.Namespace).Get(svc.Name)
 	if apierrors.IsNotFound(err) {
+		if truncated {
+			want.Annotations = map[string]string{corev1.EndpointsOverCapacity: "truncated"}
+		}
 		_, err = c.client.CoreV1().Endpoints(svc.Namespace).Create(ctx, want, metav1.CreateOptions{})
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			return nil // the namespace goes, and its endpoints with it
+		}
 		return err
 	}
 	if err != nil {
 		return err
 	}
-	if reflect.DeepEqual(cur.Subsets, want.Subsets) && reflect.DeepEqual(cur.Labels, want.Labels) {
+	overCap := cur.Annotations[corev1.EndpointsOverCapacity] == "truncated"
+	if apiequality.Semantic.DeepEqual(cur.Subsets, want.Subsets) && apiequality.Semantic.DeepEqual(cur.Labels, want.Labels) && overCap == truncated {
 		return nil
 	}
-	cur = cur.DeepCopy()
-	cur.Subsets, cur.Labels = want.Subsets, want.Labels
-	_, err = c.client.CoreV1().Endpoints(svc.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+	next := cur.DeepCopy()
+	next.Subsets, next.Labels = want.Subsets, want.Labels
+	if truncated {
+		if next.Annotations == nil {
+			next.Annotations = map[string]string{}
+		}
+		next.Annotations[corev1.EndpointsOverCapacity] = "truncated"
+	} else {
+		delete(next.Annotations, corev1.EndpointsOverCapacity)
+	}
+	// The stock controller's trigger-time annotation is not ours to keep.
+	delete(next.Annotations, corev1.EndpointsLastChangeTriggerTime)
+	_, err = c.client.CoreV1().Endpoints(svc.Namespace).Update(ctx, next, metav1.UpdateOptions{})
 	return err
 }
 
-// writeSlices writes one EndpointSlice per distinct set of ports, named
-// after the service and a hash of the ports, and deletes the others.
-func (c *Controller) writeSlices(ctx context.Context, svc *corev1.Service, eps []endpoint) error {
-	bySet := map[string][]endpoint{}
-	for _, ep := range eps {
-		bySet[ep.portsKey] = append(bySet[ep.portsKey], ep)
-	}
-	if len(bySet) == 0 {
-		// An empty slice still says "this service has no endpoints".
-		bySet[""] = nil
-	}
+func (c *Controller) writeSlices(ctx context.Context, svc *corev1.Service, d desired) error {
 	keep := map[string]bool{}
-	for key, group := range bySet {
-		sum := sha256.Sum256([]byte(key))
-		name := svc.Name + "-km-" + hex.EncodeToString(sum[:])[:8]
-		keep[name] = true
-		want := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: name, Namespace: svc.Namespace, OwnerReferences: ownerRef(svc),
-				Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: ManagedBy},
-			},
-			AddressType: discoveryv1.AddressTypeIPv4,
-		}
-		if len(group) > 0 {
-			for _, p := range group[0].ports {
-				p := p
-				want.Ports = append(want.Ports, discoveryv1.EndpointPort{Name: &p.Name, Port: &p.Port, Protocol: &p.Protocol, AppProtocol: p.AppProtocol})
-			}
-		}
-		for _, ep := range group {
-			ready := ep.ready
-			serving := ep.ready
-			terminating := ep.pod.DeletionTimestamp != nil
-			want.Endpoints = append(want.Endpoints, discoveryv1.Endpoint{
-				Addresses:  []string{ep.ip},
-				Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating},
-				NodeName:   nodeNameOf(ep.pod),
-				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: ep.pod.Namespace, Name: ep.pod.Name, UID: ep.pod.UID},
-			})
-		}
-		cur, err := c.client.DiscoveryV1().EndpointSlices(svc.Namespace).Get(ctx, name, metav1.GetOptions{})
+	for _, want := range buildSlices(svc, d, c.opts.MaxEndpointsPerSlice) {
+		keep[want.Name] = true
+		cur, err := c.slices.EndpointSlices(svc.Namespace).Get(want.Name)
 		if apierrors.IsNotFound(err) {
-			if _, err := c.client.DiscoveryV1().EndpointSlices(svc.Namespace).Create(ctx, want, metav1.CreateOptions{}); err != nil {
+			_, err = c.client.DiscoveryV1().EndpointSlices(svc.Namespace).Create(ctx, want, metav1.CreateOptions{})
+			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+				return nil
+			}
+			if err != nil {
 				return err
 			}
 			continue
@@ -429,31 +408,78 @@ func (c *Controller) writeSlices(ctx context.Context, svc *corev1.Service, eps [
 		if err != nil {
 			return err
 		}
-		if reflect.DeepEqual(cur.Endpoints, want.Endpoints) && reflect.DeepEqual(cur.Ports, want.Ports) && reflect.DeepEqual(cur.Labels, want.Labels) {
+		if cur.AddressType == want.AddressType &&
+			apiequality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints) &&
+			apiequality.Semantic.DeepEqual(cur.Ports, want.Ports) &&
+			apiequality.Semantic.DeepEqual(cur.Labels, want.Labels) &&
+			apiequality.Semantic.DeepEqual(cur.OwnerReferences, want.OwnerReferences) {
 			continue
 		}
-		cur = cur.DeepCopy()
-		cur.Endpoints, cur.Ports, cur.Labels, cur.OwnerReferences = want.Endpoints, want.Ports, want.Labels, want.OwnerReferences
-		if _, err := c.client.DiscoveryV1().EndpointSlices(svc.Namespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		if cur.AddressType != want.AddressType {
+			// Immutable; names include the family, so only a slice made
+			// by someone else can be here.
+			if err := c.deleteSlice(ctx, cur); err != nil {
+				return err
+			}
+			return fmt.Errorf("replaced endpoint slice %s/%s of another address type", cur.Namespace, cur.Name)
+		}
+		next := cur.DeepCopy()
+		next.Endpoints, next.Ports, next.Labels, next.OwnerReferences = want.Endpoints, want.Ports, want.Labels, want.OwnerReferences
+		if _, err := c.client.DiscoveryV1().EndpointSlices(svc.Namespace).Update(ctx, next, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
 	}
-	return c.deleteSlices(ctx, svc.Namespace, svc.Name, keep)
+	return c.deleteSlices(ctx, svc, keep)
 }
 
-// deleteSlices deletes this controller's slices of a service not in keep.
-func (c *Controller) deleteSlices(ctx context.Context, ns, svc string, keep map[string]bool) error {
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: ManagedBy})
-	slices, err := c.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+// deleteSlices deletes the slices of a service that are not in keep and
+// were made by this controller or by the stock endpointslice controller,
+// which km's replaces (left from a run with --host-port-endpoints=false,
+// they would send traffic to pod IPs).
+func (c *Controller) deleteSlices(ctx context.Context, svc *corev1.Service, keep map[string]bool) error {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
+	slices, err := c.slices.EndpointSlices(svc.Namespace).List(sel)
 	if err != nil {
 		return err
 	}
-	for _, s := range slices.Items {
-		if !keep[s.Name] {
-			if err := c.client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
+	for _, s := range slices {
+		m := s.Labels[discoveryv1.LabelManagedBy]
+		if keep[s.Name] || (m != ManagedBy && m != StockManagedBy) || s.DeletionTimestamp != nil {
+			continue
+		}
+		if err := c.deleteSlice(ctx, s); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (c *Controller) deleteSlice(ctx context.Context, s *discoveryv1.EndpointSlice) error {
+	err := c.client.DiscoveryV1().EndpointSlices(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// DeleteOwnSlices deletes every EndpointSlice this controller made, in all
+// namespaces. km controller-manager calls it when it runs the stock
+// controllers (--host-port-endpoints=false): they leave slices of another
+// manager alone, and consumers would still send traffic to the host ports
+// in them.
+func DeleteOwnSlices(ctx context.Context, client kubernetes.Interface) (int, error) {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: ManagedBy}).String()
+	list, err := client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range list.Items {
+		err := client.DiscoveryV1().EndpointSlices(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -14,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/k8sm/k8sm/internal/scheduler/podtask"
 	"github.com/k8sm/k8sm/internal/testing/controlplane"
@@ -34,6 +35,9 @@ func kubectl(t *testing.T, kubeconfig string, stdin string, args ...string) stri
 	return string(out)
 }
 
+// The services: named and numbered target ports, a service whose only port
+// has no name and no targetPort (k8sm needed names), and one whose target
+// port the pods do not declare.
 const manifests = `
 apiVersion: v1
 kind: Namespace
@@ -63,39 +67,71 @@ spec:
   selector: {app: web}
   ports:
   - {name: http, port: 80, targetPort: http}
-  - {name: metrics, port: 9090}
+  - {name: metrics, port: 9090, targetPort: 9090}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+  - port: 8080
+---
+apiVersion: v1
+kind: Service
+metadata: {name: wrong, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 7777
 `
 
-// standInForScheduler binds the RC's pods to agents and marks them running
-// with km's host-port annotations, as km's scheduler and executor would.
+// standInForScheduler does what km's scheduler and executor would: Node
+// objects for two agents, the RC's pods bound to them with km's host-port
+// annotations, and their status running and ready.
 func standInForScheduler(t *testing.T, client kubernetes.Interface) {
 	t.Helper()
 	ctx := context.Background()
-	var pods []corev1.Pod
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		list, err := client.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-		if err == nil && len(list.Items) == 2 {
-			pods = list.Items
-			break
+	for i := 1; i <= 2; i++ {
+		name := fmt.Sprintf("agent-%d", i)
+		if _, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the replication controller did not make 2 pods")
+		// The controller-manager's node controllers change new nodes too.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("192.0.2.%d", i)}}
+			node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+				LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
+			_, err = client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
+	var pods []corev1.Pod
+	waitUntil(t, "the replication controller's 2 pods", func() bool {
+		list, err := client.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		pods = nil
+		if err == nil {
+			pods = list.Items
+		}
+		return len(pods) == 2
+	})
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	for i, p := range pods {
-		// TEST-NET-1 (documentation) addresses: the apiserver refuses
-		// loopback ones in endpoints, and no traffic goes anywhere here.
-		host := fmt.Sprintf("192.0.2.%d", i+1)
 		b := &corev1.Binding{
 			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Annotations: map[string]string{
 				podtask.PortNameAnnotation(corev1.ProtocolTCP, "http"): fmt.Sprint(31000 + i),
 				podtask.PortAnnotation(corev1.ProtocolTCP, 8080):       fmt.Sprint(31000 + i),
 				podtask.PortAnnotation(corev1.ProtocolTCP, 9090):       fmt.Sprint(31100 + i),
 			}},
-			Target: corev1.ObjectReference{Kind: "Node", Name: "agent-" + fmt.Sprint(i+1)},
+			Target: corev1.ObjectReference{Kind: "Node", Name: fmt.Sprintf("agent-%d", i+1)},
 		}
 		if err := client.CoreV1().Pods("shop").Bind(ctx, b, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -104,8 +140,10 @@ func standInForScheduler(t *testing.T, client kubernetes.Interface) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// TEST-NET-1 host addresses: the apiserver refuses loopback ones
+		// in endpoints, and nothing connects to them here.
 		cur.Status.Phase = corev1.PodRunning
-		cur.Status.HostIP = host
+		cur.Status.HostIP = fmt.Sprintf("192.0.2.%d", i+1)
 		cur.Status.PodIP = fmt.Sprintf("10.1.0.%d", i+1)
 		cur.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 		if _, err := client.CoreV1().Pods("shop").UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
@@ -114,10 +152,11 @@ func standInForScheduler(t *testing.T, client kubernetes.Interface) {
 	}
 }
 
-// endpointsOf reads Endpoints and EndpointSlices as "ip:port" strings.
-func endpointsOf(t *testing.T, client kubernetes.Interface) (eps, slices []string) {
+// endpointsOf reads a service's Endpoints and EndpointSlices as sorted
+// "ip:port" lists; managers are the slices' managed-by labels.
+func endpointsOf(client kubernetes.Interface, svc string) (eps, slices []string, managers map[string]bool) {
 	ctx := context.Background()
-	if ep, err := client.CoreV1().Endpoints("shop").Get(ctx, "web", metav1.GetOptions{}); err == nil {
+	if ep, err := client.CoreV1().Endpoints("shop").Get(ctx, svc, metav1.GetOptions{}); err == nil {
 		for _, s := range ep.Subsets {
 			for _, a := range s.Addresses {
 				for _, p := range s.Ports {
@@ -126,9 +165,11 @@ func endpointsOf(t *testing.T, client kubernetes.Interface) (eps, slices []strin
 			}
 		}
 	}
-	list, err := client.DiscoveryV1().EndpointSlices("shop").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
+	managers = map[string]bool{}
+	list, err := client.DiscoveryV1().EndpointSlices("shop").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
 	if err == nil {
 		for _, s := range list.Items {
+			managers[s.Labels[discoveryv1.LabelManagedBy]] = true
 			for _, e := range s.Endpoints {
 				for _, p := range s.Ports {
 					slices = append(slices, fmt.Sprintf("%s:%d", e.Addresses[0], *p.Port))
@@ -138,35 +179,84 @@ func endpointsOf(t *testing.T, client kubernetes.Interface) (eps, slices []strin
 	}
 	sort.Strings(eps)
 	sort.Strings(slices)
-	return eps, slices
+	return eps, slices, managers
 }
 
-func waitEndpoints(t *testing.T, client kubernetes.Interface, want string) {
+// waitEndpoints waits until a service's Endpoints and slices both hold
+// want, and the slices are all of manager.
+func waitEndpoints(t *testing.T, client kubernetes.Interface, svc, want, manager string) {
 	t.Helper()
+	var eps, slices []string
+	var managers map[string]bool
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		eps, slices := endpointsOf(t, client)
-		if strings.Join(eps, " ") == want && strings.Join(slices, " ") == want {
+		eps, slices, managers = endpointsOf(client, svc)
+		if strings.Join(eps, " ") == want && strings.Join(slices, " ") == want && len(managers) == 1 && managers[manager] {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("endpoints %v, slices %v; want %s", eps, slices, want)
+			t.Fatalf("service %s: endpoints %v, slices %v of %v; want %s from %s", svc, eps, slices, managers, want, manager)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// The whole control plane as separate km processes, driven with the real
-// kubectl: a replication controller makes its pods, the service's
-// Endpoints and EndpointSlice hold HostIP:HostPort, a restart keeps every
-// object, and with --host-port-endpoints=false they hold
-// PodIP:ContainerPort.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 60s waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// snapshot maps every object of the namespace (and the namespace) to its
+// UID.
+func snapshot(t *testing.T, client kubernetes.Interface) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	ns, err := client.CoreV1().Namespaces().Get(ctx, "shop", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["namespace/shop"] = string(ns.UID)
+	rcs, _ := client.CoreV1().ReplicationControllers("shop").List(ctx, metav1.ListOptions{})
+	for _, o := range rcs.Items {
+		out["rc/"+o.Name] = string(o.UID)
+	}
+	svcs, _ := client.CoreV1().Services("shop").List(ctx, metav1.ListOptions{})
+	for _, o := range svcs.Items {
+		out["service/"+o.Name] = string(o.UID)
+	}
+	pods, _ := client.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{})
+	for _, o := range pods.Items {
+		out["pod/"+o.Name] = string(o.UID) + " on " + o.Spec.NodeName + " " + o.Annotations[podtask.PortAnnotation(corev1.ProtocolTCP, 8080)]
+	}
+	eps, _ := client.CoreV1().Endpoints("shop").List(ctx, metav1.ListOptions{})
+	for _, o := range eps.Items {
+		out["endpoints/"+o.Name] = string(o.UID)
+	}
+	sls, _ := client.DiscoveryV1().EndpointSlices("shop").List(ctx, metav1.ListOptions{})
+	for _, o := range sls.Items {
+		out["endpointslice/"+o.Name] = string(o.UID)
+	}
+	return out
+}
+
+// The control plane as three km processes, driven with the real kubectl:
+// a replication controller makes its pods, the services' Endpoints and
+// EndpointSlices hold HostIP:HostPort, a restart keeps every object, and
+// with --host-port-endpoints=false they hold PodIP:ContainerPort from the
+// stock controllers (and back again).
 func TestControlPlaneHostPortEndpoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the control plane")
+	}
 	if _, err := os.Stat(kubectlPath); err != nil {
 		t.Fatalf("this test drives the real kubectl at %s: %v", kubectlPath, err)
-	}
-	if testing.Short() {
-		t.Skip("starts the control plane (slow)")
 	}
 	cp := controlplane.Start(t, controlplane.Options{})
 	kc := cp.Kubeconfig()
@@ -176,39 +266,60 @@ func TestControlPlaneHostPortEndpoints(t *testing.T) {
 	kubectl(t, kc, manifests, "apply", "-f", "-")
 	client := cp.Client()
 	standInForScheduler(t, client)
-	waitEndpoints(t, client, "192.0.2.1:31000 192.0.2.1:31100 192.0.2.2:31001 192.0.2.2:31101")
+
+	const hostPorts = "192.0.2.1:31000 192.0.2.1:31100 192.0.2.2:31001 192.0.2.2:31101"
+	waitEndpoints(t, client, "web", hostPorts, ManagedBy)
+	waitEndpoints(t, client, "plain", "192.0.2.1:31000 192.0.2.2:31001", ManagedBy)
+	waitEndpoints(t, client, "wrong", "", ManagedBy)
 	if out := kubectl(t, kc, "", "-n", "shop", "get", "endpoints", "web"); !strings.Contains(out, "192.0.2.1:31000") {
 		t.Fatalf("kubectl get endpoints:\n%s", out)
 	}
+	// One slice per agent: the pods' host ports differ.
+	out := kubectl(t, kc, "", "-n", "shop", "get", "endpointslices", "-l", "kubernetes.io/service-name=plain", "--no-headers")
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 {
+			rows = append(rows, strings.Join(f[1:4], " "))
+		}
+	}
+	sort.Strings(rows)
+	if strings.Join(rows, ", ") != "IPv4 31000 192.0.2.1, IPv4 31001 192.0.2.2" {
+		t.Fatalf("kubectl get endpointslices:\n%s", out)
+	}
+	waitUntil(t, "the event on service wrong", func() bool {
+		out := kubectl(t, kc, "", "-n", "shop", "get", "events", "--field-selector", "involvedObject.name=wrong,reason=FailedToResolveEndpoints", "-o", "jsonpath={.items[*].message}")
+		return strings.Contains(out, "does not declare target port 7777/TCP of service port 80")
+	})
 
-	// Stop and start the three processes: every object is still there.
-	cp.Stop()
-	cp.StartAll()
-	out := kubectl(t, kc, "", "-n", "shop", "get", "rc,svc,pods", "-o", "name")
-	for _, want := range []string{"replicationcontroller/web", "service/web"} {
+	// Stop and start the three processes: every object is still there,
+	// the same (UIDs), and the endpoints with them.
+	before := snapshot(t, client)
+	cp.Restart()
+	waitEndpoints(t, client, "web", hostPorts, ManagedBy)
+	after := snapshot(t, client)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("after a restart %s is %q, was %q", k, after[k], v)
+		}
+	}
+	if len(after) != len(before) || len(before) < 10 {
+		t.Errorf("objects before the restart %v, after %v", before, after)
+	}
+	out = kubectl(t, kc, "", "-n", "shop", "get", "rc,svc,pods", "-o", "name")
+	for _, want := range []string{"replicationcontroller/web", "service/web", "service/plain", "service/wrong"} {
 		if !strings.Contains(out, want) {
-			t.Fatalf("after restart, %s is gone:\n%s", want, out)
+			t.Fatalf("after a restart kubectl does not list %s:\n%s", want, out)
 		}
 	}
-	if n := strings.Count(out, "pod/web-"); n != 2 {
-		t.Fatalf("after restart, %d pods:\n%s", n, out)
-	}
-	waitEndpoints(t, client, "192.0.2.1:31000 192.0.2.1:31100 192.0.2.2:31001 192.0.2.2:31101")
 
-	// Vanilla mode: PodIP:ContainerPort from the stock controllers.
+	// Vanilla mode: the stock controllers write PodIP:ContainerPort, and
+	// km's slices are gone (they would still send traffic to host ports).
 	cp.RestartWith(controlplane.Options{ControllerManagerArgs: []string{"--host-port-endpoints=false"}})
-	client = cp.Client()
-	// Stock controllers manage slices of their own; km's stale ones are
-	// not theirs, so read the Endpoints here.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		eps, _ := endpointsOf(t, client)
-		if strings.Join(eps, " ") == "10.1.0.1:8080 10.1.0.1:9090 10.1.0.2:8080 10.1.0.2:9090" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vanilla endpoints %v", eps)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitEndpoints(t, client, "web", "10.1.0.1:8080 10.1.0.1:9090 10.1.0.2:8080 10.1.0.2:9090", StockManagedBy)
+	waitEndpoints(t, client, "plain", "10.1.0.1:8080 10.1.0.2:8080", StockManagedBy)
+
+	// And back: km's controller takes over from the stock slices.
+	cp.RestartWith(controlplane.Options{})
+	waitEndpoints(t, client, "web", hostPorts, ManagedBy)
+	waitEndpoints(t, client, "plain", "192.0.2.1:31000 192.0.2.2:31001", ManagedBy)
 }

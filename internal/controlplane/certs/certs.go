@@ -37,6 +37,7 @@ type Options struct {
 
 // Files names what Ensure writes in Dir.
 type Files struct {
+	Dir                                  string
 	CACert, CAKey                        string
 	APIServerCert, APIServerKey          string
 	ServiceAccountKey, ServiceAccountPub string
@@ -63,11 +64,21 @@ var Clients = map[string]struct {
 	"scheduler": {"system:km-scheduler", []string{"system:masters"}},
 	// Executors act as kubelets (pod status, events, node leases).
 	"executor": {"system:node:km-executor", []string{"system:nodes", "system:masters"}},
+	// The apiserver's client certificate for the executors' kubelet API
+	// (logs, exec); no kubeconfig is needed, but one does no harm.
+	"apiserver-kubelet-client": {"kube-apiserver-kubelet-client", []string{"system:masters"}},
 }
+
+// ClientCert is the certificate file of a client of Clients.
+func (f Files) ClientCert(client string) string { return filepath.Join(f.Dir, client+".crt") }
+
+// ClientKey is the key file of a client of Clients.
+func (f Files) ClientKey(client string) string { return filepath.Join(f.Dir, client+".key") }
 
 // FilesIn names the files of a cert dir.
 func FilesIn(dir string) Files {
 	f := Files{
+		Dir:    dir,
 		CACert: filepath.Join(dir, "ca.crt"), CAKey: filepath.Join(dir, "ca.key"),
 		APIServerCert: filepath.Join(dir, "apiserver.crt"), APIServerKey: filepath.Join(dir, "apiserver.key"),
 		ServiceAccountKey: filepath.Join(dir, "sa.key"), ServiceAccountPub: filepath.Join(dir, "sa.pub"),
@@ -96,9 +107,12 @@ func Ensure(o Options) (Files, error) {
 	if err != nil {
 		return f, err
 	}
-	if !exists(f.APIServerCert) || !exists(f.APIServerKey) {
-		names := append([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}, o.APIServerNames...)
-		ips := append([]net.IP{net.ParseIP("127.0.0.1")}, o.APIServerIPs...)
+	names := append([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}, o.APIServerNames...)
+	ips := append([]net.IP{net.ParseIP("127.0.0.1")}, o.APIServerIPs...)
+	if !exists(f.APIServerKey) || !servingCovers(f.APIServerCert, ca, names, ips) {
+		// Missing, or made for other addresses (a new --apiserver-ip, or
+		// a new CA): a serving certificate that clients refuse is of no
+		// use, so it is made again; everything else is kept.
 		if err := issue(ca, caKey, f.APIServerCert, f.APIServerKey, pkix.Name{CommonName: "kube-apiserver"}, names, ips, true); err != nil {
 			return f, err
 		}
@@ -123,14 +137,14 @@ func Ensure(o Options) (Files, error) {
 	if err != nil {
 		return f, err
 	}
-	if !exists(f.FrontProxyClientCert) {
+	if !exists(f.FrontProxyClientKey) || !servingCovers(f.FrontProxyClientCert, fpCA, nil, nil) {
 		if err := issue(fpCA, fpKey, f.FrontProxyClientCert, f.FrontProxyClientKey, pkix.Name{CommonName: "front-proxy-client"}, nil, nil, false); err != nil {
 			return f, err
 		}
 	}
 	for name, id := range Clients {
 		crt, key := filepath.Join(o.Dir, name+".crt"), filepath.Join(o.Dir, name+".key")
-		if !exists(crt) || !exists(key) {
+		if !exists(key) || !servingCovers(crt, ca, nil, nil) {
 			if err := issue(ca, caKey, crt, key, pkix.Name{CommonName: id.CN, Organization: id.Groups}, nil, nil, false); err != nil {
 				return f, err
 			}
@@ -176,6 +190,34 @@ func WriteKubeconfig(path, server, caFile, certFile, keyFile, user string) error
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// servingCovers says whether the certificate at path was signed by ca, is
+// not expired, and is valid for every name and IP.
+func servingCovers(path string, ca *x509.Certificate, names []string, ips []net.IP) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	p, _ := pem.Decode(b)
+	if p == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(p.Bytes)
+	if err != nil || cert.CheckSignatureFrom(ca) != nil || time.Now().After(cert.NotAfter) {
+		return false
+	}
+	for _, n := range names {
+		if cert.VerifyHostname(n) != nil {
+			return false
+		}
+	}
+	for _, ip := range ips {
+		if cert.VerifyHostname(ip.String()) != nil {
+			return false
+		}
+	}
+	return true
+}
 
 func loadOrMakeCA(certPath, keyPath, cn string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if exists(certPath) && exists(keyPath) {

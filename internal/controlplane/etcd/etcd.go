@@ -4,10 +4,12 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -15,18 +17,22 @@ import (
 
 // Config of the embedded etcd.
 type Config struct {
-	Name       string
-	DataDir    string
-	ClientURLs []string // listen and advertise, e.g. http://127.0.0.1:2379
-	PeerURL    string   // e.g. http://127.0.0.1:2380
-	LogLevel   string
+	Name    string
+	DataDir string
+	// ClientURLs are listened on, e.g. http://127.0.0.1:2379;
+	// AdvertiseClientURLs (default: ClientURLs) are what etcd tells
+	// clients.
+	ClientURLs          []string
+	AdvertiseClientURLs []string
+	PeerURL             string // e.g. http://127.0.0.1:2380
+	LogLevel            string
 }
 
 func parseURLs(flag string, s []string) ([]url.URL, error) {
 	var out []url.URL
 	for _, v := range s {
 		u, err := url.Parse(v)
-		if err != nil || u.Host == "" {
+		if err != nil || u.Host == "" || u.Port() == "" {
 			return nil, fmt.Errorf("%s: %q is not a URL like http://127.0.0.1:2379", flag, v)
 		}
 		out = append(out, *u)
@@ -34,14 +40,19 @@ func parseURLs(flag string, s []string) ([]url.URL, error) {
 	return out, nil
 }
 
-// CheckFree fails at once, naming the flag, when a URL's port is taken.
+// CheckFree fails at once, naming the port and the flag, when a URL's
+// port cannot be listened on.
 func CheckFree(flag string, urls []url.URL) error {
 	for _, u := range urls {
 		ln, err := net.Listen("tcp", u.Host)
-		if err != nil {
-			return fmt.Errorf("port %s of %s is already in use (another etcd?); choose another with %s", u.Port(), u.Host, flag)
+		if err == nil {
+			ln.Close()
+			continue
 		}
-		ln.Close()
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("km etcd: port %s on %s is already in use (another etcd?); choose another with %s", u.Port(), u.Hostname(), flag)
+		}
+		return fmt.Errorf("km etcd: cannot listen on %s (%v); choose another address with %s", u.Host, err, flag)
 	}
 	return nil
 }
@@ -57,6 +68,12 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
+	advertise := clientURLs
+	if len(c.AdvertiseClientURLs) > 0 {
+		if advertise, err = parseURLs("--advertise-client-urls", c.AdvertiseClientURLs); err != nil {
+			return err
+		}
+	}
 	if err := CheckFree("--listen-client-urls", clientURLs); err != nil {
 		return err
 	}
@@ -64,12 +81,12 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 		return err
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return fmt.Errorf("--data-dir %s cannot be created: %v", c.DataDir, err)
+		return fmt.Errorf("km etcd: --data-dir %s cannot be created: %v", c.DataDir, err)
 	}
 	cfg := embed.NewConfig()
 	cfg.Name = c.Name
 	cfg.Dir = c.DataDir
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = clientURLs, clientURLs
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = clientURLs, advertise
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = peer, peer
 	cfg.InitialCluster = c.Name + "=" + peer[0].String()
 	cfg.LogLevel = c.LogLevel
@@ -82,7 +99,7 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 	cfg.AutoCompactionRetention = "1h"
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return fmt.Errorf("starting etcd: %w", err)
+		return fmt.Errorf("km etcd: starting etcd on %s: %w", c.DataDir, err)
 	}
 	defer e.Close()
 	select {
@@ -90,14 +107,17 @@ func Run(ctx context.Context, c Config, ready chan<- struct{}) error {
 		if ready != nil {
 			close(ready)
 		}
+	case <-ctx.Done():
+		return nil
+	case err := <-e.Err():
+		return fmt.Errorf("km etcd: %w", err)
 	case <-time.After(2 * time.Minute):
-		e.Server.Stop()
-		return fmt.Errorf("etcd did not become ready within 2 minutes (is %s intact?)", c.DataDir)
+		return fmt.Errorf("km etcd: not ready within 2 minutes (is the data in %s intact?)", c.DataDir)
 	}
 	select {
 	case <-ctx.Done():
 		return nil
 	case err := <-e.Err():
-		return err
+		return fmt.Errorf("km etcd: %w", err)
 	}
 }

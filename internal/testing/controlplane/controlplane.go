@@ -1,23 +1,44 @@
-// Package controlplane starts km etcd, km apiserver and km controller-manager
-// as child processes of the built km binary for tests: free loopback ports,
-// a temporary data dir, readiness waited for with deadlines, ordered stop,
-// restart on the same data. Processes die with the test binary.
+// Package controlplane starts a Kubernetes control plane for tests: km etcd,
+// km apiserver and km controller-manager as child processes of the km
+// binary (see package kmbinary), on free loopback ports, with their data
+// and certificates in the test's temporary directory.
+//
+//	cp := controlplane.Start(t, controlplane.Options{})
+//	client := cp.Client()                  // client-go, as the admin
+//	exec.Command("kubectl", "--kubeconfig", cp.Kubeconfig(), ...)
+//	cp.Restart()                           // stop all, start again on the same data
+//
+// Start returns once the cluster can take pods: the apiserver's /readyz is
+// ok and the controller-manager has made the default service account
+// (about 5 s after it starts). Every wait has a deadline, and a component
+// that exits while waited for fails the test with the end of its log.
+//
+// The processes stop when the test ends, failed or not (t.Cleanup: SIGTERM
+// in the reverse order of start, SIGKILL after 20 s), and die with the test
+// binary if it is killed or times out (Pdeathsig). Logs are in Dir
+// (<component>.log); the ends of them are printed when the test fails.
+//
+// Tests that use it need only client-go: the control plane runs in the km
+// binary, so test binaries do not link k8s.io/kubernetes.
 package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -28,20 +49,38 @@ import (
 
 // Options change the components' flags.
 type Options struct {
-	// ControllerManagerArgs are added to km controller-manager's flags.
+	// APIServerArgs are added to km apiserver's flags.
+	APIServerArgs []string
+	// ControllerManagerArgs are added to km controller-manager's flags,
+	// e.g. "--host-port-endpoints=false".
 	ControllerManagerArgs []string
-	// NoControllerManager starts only etcd and the apiserver.
+	// NoControllerManager starts only etcd and the apiserver (then
+	// nothing makes service accounts, and pods are refused).
 	NoControllerManager bool
+	// ReadyTimeout bounds each wait for a component (default 90 s).
+	ReadyTimeout time.Duration
 }
 
-// ControlPlane is a running etcd + apiserver (+ controller-manager).
+// Component names, as in Log.
+const (
+	Etcd              = "etcd"
+	APIServer         = "apiserver"
+	ControllerManager = "controller-manager"
+)
+
+// ControlPlane is a running etcd, apiserver and (unless told otherwise)
+// controller-manager.
 type ControlPlane struct {
-	t       testing.TB
-	km      string
+	t    testing.TB
+	km   string
+	opts Options
+
+	// Dir holds the components' data (etcd/), certificates (certs/) and
+	// logs (<component>.log).
 	Dir     string
 	CertDir string
-	opts    Options
-
+	// The loopback ports: etcd clients and peers, the apiserver, the
+	// controller-manager's secure port.
 	EtcdPort, PeerPort, APIPort, CMPort int
 
 	mu    sync.Mutex
@@ -55,7 +94,7 @@ type proc struct {
 	log  string
 }
 
-// FreePort returns a free TCP port on 127.0.0.1.
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -66,38 +105,64 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Start starts a control plane and waits until it serves (readyz, and the
-// default service account when the controller-manager runs).
+// errPortTaken: another process took one of the ports between FreePort
+// and the component's start.
+var errPortTaken = errors.New("port taken")
+
+// Start starts a control plane and waits until it serves.
 func Start(t testing.TB, opts Options) *ControlPlane {
 	t.Helper()
-	dir := t.TempDir()
-	cp := &ControlPlane{t: t, km: kmbinary.Path(t), Dir: dir, CertDir: filepath.Join(dir, "certs"), opts: opts,
-		EtcdPort: FreePort(t), PeerPort: FreePort(t), APIPort: FreePort(t), CMPort: FreePort(t)}
-	out, err := exec.Command(cp.km, "certs", "--cert-dir", cp.CertDir, "--apiserver-url", cp.URL()).CombinedOutput()
-	if err != nil {
-		t.Fatalf("km certs: %v\n%s", err, out)
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 90 * time.Second
 	}
+	dir := t.TempDir()
+	cp := &ControlPlane{t: t, km: kmbinary.Path(t), Dir: dir, CertDir: filepath.Join(dir, "certs"), opts: opts}
 	t.Cleanup(func() {
 		cp.Stop()
 		if t.Failed() {
-			for _, name := range []string{"etcd", "apiserver", "controller-manager"} {
+			for _, name := range []string{Etcd, APIServer, ControllerManager} {
 				if b, err := os.ReadFile(filepath.Join(dir, name+".log")); err == nil {
-					t.Logf("--- km %s log (end) ---\n%s", name, tail(b, 4000))
+					t.Logf("--- end of km %s's log ---\n%s", name, tail(b, 4000))
 				}
 			}
 		}
 	})
-	cp.StartAll()
-	return cp
+	for attempt := 1; ; attempt++ {
+		cp.EtcdPort, cp.PeerPort, cp.APIPort, cp.CMPort = FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+		out, err := exec.Command(cp.km, "certs", "--cert-dir", cp.CertDir, "--apiserver-url", cp.URL()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("km certs: %v\n%s", err, out)
+		}
+		err = cp.startAll()
+		if err == nil {
+			return cp
+		}
+		cp.Stop()
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("%v; again on other ports", err)
+		os.RemoveAll(filepath.Join(dir, "etcd"))
+	}
 }
 
 // URL of the apiserver.
 func (cp *ControlPlane) URL() string { return "https://127.0.0.1:" + strconv.Itoa(cp.APIPort) }
 
-// Kubeconfig is the admin kubeconfig.
-func (cp *ControlPlane) Kubeconfig() string { return filepath.Join(cp.CertDir, "admin.kubeconfig") }
+// EtcdURL is etcd's client URL.
+func (cp *ControlPlane) EtcdURL() string { return "http://127.0.0.1:" + strconv.Itoa(cp.EtcdPort) }
 
-// Config is a client config for the admin.
+// Kubeconfig is the path of the admin's kubeconfig (system:masters).
+func (cp *ControlPlane) Kubeconfig() string { return cp.KubeconfigOf("admin") }
+
+// KubeconfigOf is the kubeconfig of one of km certs' clients: admin,
+// controller-manager, scheduler, executor.
+func (cp *ControlPlane) KubeconfigOf(client string) string {
+	return filepath.Join(cp.CertDir, client+".kubeconfig")
+}
+
+// Config is a client config for the admin, with high rate limits and
+// deprecation warnings off.
 func (cp *ControlPlane) Config() *rest.Config {
 	cfg, err := clientcmd.BuildConfigFromFlags("", cp.Kubeconfig())
 	if err != nil {
@@ -113,72 +178,144 @@ func (cp *ControlPlane) Client() kubernetes.Interface {
 	return kubernetes.NewForConfigOrDie(cp.Config())
 }
 
-func (cp *ControlPlane) start(name string, args ...string) {
-	cp.t.Helper()
+// Log returns what a component has logged so far (all its runs).
+func (cp *ControlPlane) Log(component string) string {
+	b, _ := os.ReadFile(filepath.Join(cp.Dir, component+".log"))
+	return string(b)
+}
+
+func (cp *ControlPlane) start(name string, args ...string) error {
 	logPath := filepath.Join(cp.Dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		cp.t.Fatal(err)
+		return err
 	}
+	fmt.Fprintf(f, "=== %s: km %s\n", time.Now().Format(time.RFC3339), strings.Join(args, " "))
 	cmd := exec.Command(cp.km, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	// The component dies with the test binary, whatever happens.
+	// The component dies with the test binary, whatever happens to it
+	// (a panic, a timeout, SIGKILL): t.Cleanup would not run then.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		cp.t.Fatalf("starting km %s: %v", name, err)
+		f.Close()
+		return fmt.Errorf("starting km %s: %v", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
 	go func() { cmd.Wait(); f.Close(); close(p.done) }()
 	cp.mu.Lock()
 	cp.procs = append(cp.procs, p)
 	cp.mu.Unlock()
+	return nil
 }
 
-// StartAll starts the components (again, after Stop) on the same data.
+// StartAll starts the components again after Stop, on the same data and
+// ports, and waits until they serve.
 func (cp *ControlPlane) StartAll() {
 	cp.t.Helper()
-	cp.start("etcd", "etcd", "--data-dir", filepath.Join(cp.Dir, "etcd"),
-		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", cp.EtcdPort),
-		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", cp.PeerPort))
-	cp.start("apiserver", "apiserver", "--cert-dir", cp.CertDir,
-		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", cp.EtcdPort), fmt.Sprintf("--secure-port=%d", cp.APIPort))
-	client := cp.Client()
-	cp.waitFor("apiserver /readyz", 90*time.Second, func() bool {
-		b, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(context.Background())
-		return err == nil && string(b) == "ok"
-	})
-	if cp.opts.NoControllerManager {
-		return
+	if err := cp.startAll(); err != nil {
+		cp.t.Fatal(err)
 	}
-	args := append([]string{"controller-manager", "--cert-dir", cp.CertDir,
-		fmt.Sprintf("--master=%s", cp.URL()), fmt.Sprintf("--secure-port=%d", cp.CMPort)}, cp.opts.ControllerManagerArgs...)
-	cp.start("controller-manager", args...)
-	cp.waitFor("default service account", 90*time.Second, func() bool {
-		_, err := client.CoreV1().ServiceAccounts("default").Get(context.Background(), "default", metav1.GetOptions{})
-		return err == nil
-	})
 }
 
-func (cp *ControlPlane) waitFor(what string, d time.Duration, cond func() bool) {
-	cp.t.Helper()
-	deadline := time.Now().Add(d)
+func (cp *ControlPlane) startAll() error {
+	begin := time.Now()
+	if err := cp.start(Etcd, "etcd", "--data-dir", filepath.Join(cp.Dir, "etcd"),
+		"--listen-client-urls", cp.EtcdURL(),
+		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", cp.PeerPort)); err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if err := cp.waitFor("etcd /health", func() bool {
+		resp, err := hc.Get(cp.EtcdURL() + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
+		return err
+	}
+	etcdReady := time.Since(begin)
+
+	args := append([]string{"apiserver", "--cert-dir", cp.CertDir, "--etcd-servers=" + cp.EtcdURL(),
+		fmt.Sprintf("--secure-port=%d", cp.APIPort)}, cp.opts.APIServerArgs...)
+	if err := cp.start(APIServer, args...); err != nil {
+		return err
+	}
+	client := cp.Client()
+	if err := cp.waitFor("apiserver /readyz", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil && string(b) == "ok"
+	}); err != nil {
+		return err
+	}
+	apiReady := time.Since(begin)
+	if cp.opts.NoControllerManager {
+		cp.t.Logf("control plane up in %v (etcd %v, apiserver %v)", apiReady.Round(time.Millisecond), etcdReady.Round(time.Millisecond), (apiReady - etcdReady).Round(time.Millisecond))
+		return nil
+	}
+
+	args = append([]string{"controller-manager", "--cert-dir", cp.CertDir,
+		"--master=" + cp.URL(), fmt.Sprintf("--secure-port=%d", cp.CMPort)}, cp.opts.ControllerManagerArgs...)
+	if err := cp.start(ControllerManager, args...); err != nil {
+		return err
+	}
+	// Its own health first: after a restart the default service account
+	// is there before the controller-manager runs.
+	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if err := cp.waitFor("controller-manager /healthz", func() bool {
+		resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", cp.CMPort))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
+		return err
+	}
+	// Pods are refused until the service account controller has made
+	// the default service account.
+	if err := cp.waitFor("the default service account", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	}); err != nil {
+		return err
+	}
+	all := time.Since(begin)
+	cp.t.Logf("control plane up in %v (etcd %v, apiserver %v, controller-manager and the default service account %v)",
+		all.Round(time.Millisecond), etcdReady.Round(time.Millisecond), (apiReady - etcdReady).Round(time.Millisecond), (all - apiReady).Round(time.Millisecond))
+	return nil
+}
+
+// waitFor polls cond until it holds, a component exits, or the deadline.
+func (cp *ControlPlane) waitFor(what string, cond func() bool) error {
+	deadline := time.Now().Add(cp.opts.ReadyTimeout)
 	for !cond() {
 		cp.mu.Lock()
-		for _, p := range cp.procs {
+		procs := append([]*proc(nil), cp.procs...)
+		cp.mu.Unlock()
+		for _, p := range procs {
 			select {
 			case <-p.done:
 				b, _ := os.ReadFile(p.log)
-				cp.mu.Unlock()
-				cp.t.Fatalf("km %s exited while waiting for %s:\n%s", p.name, what, tail(b, 3000))
+				err := fmt.Errorf("km %s exited (%v) while waiting for %s:\n%s", p.name, p.cmd.ProcessState, what, tail(b, 3000))
+				if strings.Contains(string(b), "already in use") {
+					err = fmt.Errorf("%w: %v", errPortTaken, err)
+				}
+				return err
 			default:
 			}
 		}
-		cp.mu.Unlock()
 		if time.Now().After(deadline) {
-			cp.t.Fatalf("timed out after %v waiting for %s", d, what)
+			return fmt.Errorf("timed out after %v waiting for %s", cp.opts.ReadyTimeout, what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return nil
 }
 
 func tail(b []byte, n int) string {
@@ -188,8 +325,9 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// Stop stops the components in reverse order (controller-manager, then
-// the apiserver, then etcd), SIGTERM first.
+// Stop stops the components in the reverse order of their start
+// (controller-manager, apiserver, etcd): SIGTERM, then SIGKILL after 20 s.
+// Stopping a stopped control plane does nothing.
 func (cp *ControlPlane) Stop() {
 	cp.mu.Lock()
 	procs := cp.procs
@@ -201,19 +339,26 @@ func (cp *ControlPlane) Stop() {
 		select {
 		case <-p.done:
 		case <-time.After(20 * time.Second):
+			cp.t.Logf("km %s did not stop within 20s of SIGTERM; killing it", p.name)
 			p.cmd.Process.Kill()
 			<-p.done
 		}
 	}
 }
 
-// IsNotFound re-exports the apierrors check for tests.
-func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }
+// Restart stops the components and starts them again on the same data.
+func (cp *ControlPlane) Restart() {
+	cp.t.Helper()
+	cp.RestartWith(cp.opts)
+}
 
 // RestartWith stops the components and starts them again on the same data
 // with other options.
 func (cp *ControlPlane) RestartWith(opts Options) {
 	cp.t.Helper()
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 90 * time.Second
+	}
 	cp.Stop()
 	cp.opts = opts
 	cp.StartAll()

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/k8sm/k8sm/internal/controlplane/kube"
+	"github.com/k8sm/k8sm/internal/controlplane/kubeflags"
+)
+
+func init() { subcommands = append(subcommands, newAPIServerCommand) }
+
+func newAPIServerCommand() *cobra.Command {
+	return upstreamCommand("apiserver", "Run the upstream kube-apiserver (k8s.io/kubernetes v1.36.3)", certDirFlagHelp,
+		func(args []string) error {
+			args, f, err := takeCertDir(args)
+			if err != nil {
+				return err
+			}
+			args = kubeflags.WithDefaults(args, kubeflags.APIServerDefaults(f, args))
+			if err := kubeflags.CheckPortFree("apiserver", kubeflags.Lookup(args, "bind-address"), kubeflags.Lookup(args, "secure-port"), "--secure-port"); err != nil {
+				return err
+			}
+			if code := kube.RunAPIServer(args); code != 0 {
+				os.Exit(code)
+			}
+			return nil
+		})
+}
