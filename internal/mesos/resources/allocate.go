@@ -209,7 +209,7 @@ func AllocatePorts(offer Resources, fixed []uint64, n int) (ports []uint64, take
 	if n < 0 {
 		n = 0
 	}
-	ports = make([]uint64, 0, len(fixed)+n)
+	ports = make([]uint64, 0, len(fixed)+min(n, 64))
 	var chosen []Range
 	free := offered
 	for _, p := range fixed {
@@ -224,6 +224,10 @@ func AllocatePorts(offer Resources, fixed []uint64, n int) (ports []uint64, take
 		ports = append(ports, p)
 	}
 	need := uint64(n)
+	if free := Count(free); free < need {
+		return nil, nil, offer, fmt.Errorf("%d more ports wanted but only %d are free in the offered ranges %s",
+			n, free, RangesString(offered))
+	}
 	for _, r := range free {
 		if need == 0 {
 			break
@@ -240,10 +244,6 @@ func AllocatePorts(offer Resources, fixed []uint64, n int) (ports []uint64, take
 			}
 		}
 		need -= end - r.Begin + 1
-	}
-	if need > 0 {
-		return nil, nil, offer, fmt.Errorf("%d more ports wanted but only %d are free in the offered ranges %s",
-			n, uint64(n)-need, RangesString(offered))
 	}
 	if len(chosen) == 0 {
 		return ports, nil, normalized(offer, 0), nil

@@ -119,6 +119,7 @@ func TestAllocatePorts(t *testing.T) {
 		{[]uint64{31001, 31001}, 0, "port 31001 is asked for twice"},
 		{[]uint64{31000}, 6, "6 more ports wanted but only 5 are free in the offered ranges [31000-31002, 31005-31005, 40000-40001]"},
 		{nil, 7, "7 more ports wanted but only 6 are free in the offered ranges [31000-31002, 31005-31005, 40000-40001]"},
+		{nil, 1 << 40, "1099511627776 more ports wanted but only 6 are free in the offered ranges [31000-31002, 31005-31005, 40000-40001]"},
 	} {
 		p, tk, r, err := AllocatePorts(offer, tc.fixed, tc.n)
 		if err == nil || err.Error() != tc.want || p != nil || tk != nil || !Equal(r, offer) {

@@ -346,6 +346,9 @@ func TestRanges(t *testing.T) {
 	if Count([]Range{{1, 5}, {3, 7}}) != 7 || !InRanges(12, rs) || InRanges(8, rs) {
 		t.Error("Count/InRanges")
 	}
+	if Count([]Range{{0, top}}) != top || Count([]Range{{0, top - 1}}) != top || Count([]Range{{1, top}, {0, 0}}) != top || Count([]Range{{5, 4}}) != 0 {
+		t.Error("Count near the top")
+	}
 	if len(FromRanges(ToRanges(nil))) != 0 || len(Coalesce(nil)) != 0 {
 		t.Error("empty")
 	}

@@ -190,11 +190,16 @@ func InRanges(p uint64, rs []Range) bool {
 	return false
 }
 
-// Count is how many values the ranges hold (overlaps counted once).
+// Count is how many values the ranges hold (overlaps counted once),
+// at most math.MaxUint64 (the full range holds one more).
 func Count(rs []Range) uint64 {
 	var n uint64
 	for _, r := range coalesceIfNeeded(rs) {
-		n += r.End - r.Begin + 1
+		d := r.End - r.Begin // one less than the size, which may not fit
+		if n+d < n || n+d == math.MaxUint64 {
+			return math.MaxUint64
+		}
+		n += d + 1
 	}
 	return n
 }
