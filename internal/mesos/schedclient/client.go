@@ -1,23 +1,26 @@
 // Package schedclient is a client of the Mesos v1 scheduler HTTP API
-// (POST /api/v1/scheduler): it subscribes, keeps the subscription alive
-// (heartbeat watchdog, reconnect with backoff, failover with the framework
-// ID it got, redirects to the leading master) and sends calls on separate
-// connections with the Mesos-Stream-Id. It works against Apache Mesos and
-// km's built-in master alike, in JSON or protobuf.
+// (POST /api/v1/scheduler). Run subscribes and stays subscribed: it follows
+// the 307 redirects to the leading master, watches the heartbeats, and
+// after a dead stream resubscribes with backoff as the same framework
+// (failover). Calls go on separate connections with the Mesos-Stream-Id.
+// It speaks JSON or protobuf, and behaves the same against Apache Mesos and
+// km's built-in master, whose conformance tests use it.
 package schedclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/rand"
+	"math"
+	"math/rand/v2"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -28,141 +31,215 @@ import (
 	"github.com/k8sm/k8sm/internal/mesos/schedulerpb"
 )
 
-// Config configures a Client.
+// Defaults of Config.
+const (
+	DefaultCallTimeout      = 10 * time.Second
+	DefaultMinBackoff       = time.Second
+	DefaultMaxBackoff       = 15 * time.Second // what the Mesos docs suggest at most
+	DefaultMissedHeartbeats = 5
+	// DefaultHeartbeatInterval is Mesos' (DEFAULT_HEARTBEAT_INTERVAL): the
+	// watchdog uses it until SUBSCRIBED announces the real one.
+	DefaultHeartbeatInterval = 15 * time.Second
+)
+
+// maxHeartbeatInterval caps what a master may announce, so that a silly
+// value cannot overflow time.Duration or switch the watchdog off.
+const maxHeartbeatInterval = 24 * time.Hour
+
+// Config configures a Client. Masters and FrameworkInfo are required.
 type Config struct {
-	// Masters are tried in order until one leads: "host:port" or a URL
-	// (the path defaults to /api/v1/scheduler).
+	// Masters are tried in turn until one leads (a non-leading one
+	// redirects to the leader): "host:port", "host" (port 5050) or an
+	// http(s) URL, whose path defaults to /api/v1/scheduler.
 	Masters []string
-	// Encoding of requests and of the event stream; JSON by default.
+	// Encoding of the calls and of the event stream: codec.JSON (the
+	// default) or codec.Protobuf.
 	Encoding codec.Encoding
-	// FrameworkInfo to subscribe with. Its ID, when set, makes the first
-	// subscription a failover of that framework.
+	// FrameworkInfo to subscribe with; user and name are required. Its id,
+	// when set, makes the first SUBSCRIBE a failover of that framework
+	// (set it to the ID stored from an earlier SUBSCRIBED). The client
+	// keeps a copy.
 	FrameworkInfo *mesospb.FrameworkInfo
-	// SuppressedRoles to subscribe with.
-	SuppressedRoles []string
-	// HTTPClient for the stream and calls; it must not time the stream
-	// out. Default: a client without timeout.
+	// SuppressedRoles and OfferConstraints go into every SUBSCRIBE.
+	SuppressedRoles  []string
+	OfferConstraints *schedulerpb.OfferConstraints
+	// HTTPClient makes the requests. Its Timeout is not applied to the
+	// event stream (a subscription lasts for days; the heartbeat watchdog
+	// decides when it is dead); it is the default CallTimeout. Default: a
+	// client on a clone of http.DefaultTransport.
 	HTTPClient *http.Client
-	// CallTimeout bounds each non-SUBSCRIBE call (10s).
+	// CallTimeout bounds each call other than SUBSCRIBE (default
+	// HTTPClient.Timeout if set, else 10s).
 	CallTimeout time.Duration
-	// MinBackoff and MaxBackoff bound the jittered exponential backoff
-	// between subscription attempts (1s, 15s).
+	// MinBackoff and MaxBackoff bound the jittered exponential wait
+	// between subscription attempts (1s and 15s).
 	MinBackoff, MaxBackoff time.Duration
-	// MissedHeartbeats is how many heartbeat intervals without any event
-	// make the stream dead (5).
+	// MissedHeartbeats is how many heartbeat intervals (announced by
+	// SUBSCRIBED, 15s until then) may pass without a byte from the master
+	// before the stream is declared dead (5).
 	MissedHeartbeats int
-	// Header is added to every request (e.g. Authorization).
+	// Header is added to every request, e.g. Authorization for HTTP Basic
+	// authentication. Content-Type, Accept and Mesos-Stream-Id are the
+	// client's.
 	Header http.Header
-	// MaxRecordSize bounds one event (recordio.DefaultMaxRecordSize).
+	// MaxRecordSize bounds one event on the stream (default
+	// recordio.DefaultMaxRecordSize, 64 MiB); a larger one is an error.
 	MaxRecordSize int
-	Logger        *log.Logger
+	// Clock runs the watchdog and the backoff (tests); default real time.
+	Clock Clock
+	// Logger gets a line per (re)subscription and its failures; default
+	// none.
+	Logger *log.Logger
 }
 
-// Handler receives what happens on the subscription, in order, on the
-// goroutine that runs Run.
+// Handler receives what happens on the subscription, on Run's goroutine,
+// one call at a time: a slow handler holds up the events after it (but is
+// not mistaken for a dead master).
 type Handler interface {
-	// Event is called for every event, SUBSCRIBED and ERROR included.
+	// Event is called for every event in the order the master sent it:
+	// SUBSCRIBED first on every subscription (calls work from then on),
+	// HEARTBEAT and ERROR included.
 	Event(ctx context.Context, ev *schedulerpb.Event)
-	// Disconnected is called when a subscription ends: outstanding offers
-	// are void, and events may have been missed (reconcile after the next
-	// SUBSCRIBED). err says why.
+	// Disconnected is called when a subscription that had reached
+	// SUBSCRIBED ends, with the reason: the offers held are void, calls
+	// fail with ErrNotSubscribed, and events may have been missed
+	// (reconcile after the next SUBSCRIBED). It is not called when Run
+	// ends because its context did.
 	Disconnected(err error)
 }
 
-// HandlerFuncs adapts functions to Handler; nil ones are skipped.
+// HandlerFuncs adapts functions to Handler; nil ones do nothing.
 type HandlerFuncs struct {
 	OnEvent        func(ctx context.Context, ev *schedulerpb.Event)
 	OnDisconnected func(err error)
 }
 
+// Event calls OnEvent.
 func (h HandlerFuncs) Event(ctx context.Context, ev *schedulerpb.Event) {
 	if h.OnEvent != nil {
 		h.OnEvent(ctx, ev)
 	}
 }
 
+// Disconnected calls OnDisconnected.
 func (h HandlerFuncs) Disconnected(err error) {
 	if h.OnDisconnected != nil {
 		h.OnDisconnected(err)
 	}
 }
 
-// Client is a Mesos v1 scheduler API client.
+// Client is a Mesos v1 scheduler API client. Make one with New and call
+// Run; the calls may be made from any goroutine, the handler included.
 type Client struct {
-	cfg Config
+	cfg     Config
+	masters []*url.URL
+	http    *http.Client
+	// jitter returns a random duration in [0, d]; replaced by tests.
+	jitter func(d time.Duration) time.Duration
+
+	running atomic.Bool
 
 	mu          sync.Mutex
-	leader      *url.URL // the master that answered last
-	streamID    string
+	info        *mesospb.FrameworkInfo // what the next SUBSCRIBE carries
+	suppressed  []string
 	frameworkID string
-	subscribed  bool
+	leader      *url.URL // the master that led last, tried first
+	sess        *session // nil while not subscribed
+	// teardown is the TEARDOWN in flight or done on the current session:
+	// Mesos closes the stream before it answers 202, so the end of the
+	// stream waits for the answer to know whether to resubscribe.
+	teardown *teardownCall
 }
 
-// New makes a client. It does nothing until Run.
+type teardownCall struct {
+	done chan struct{}
+	ok   bool // written before done is closed
+}
+
+// session is one live subscription: calls go where the stream is, with its
+// stream ID.
+type session struct {
+	master   *url.URL
+	streamID string
+}
+
+// New checks cfg, fills in the defaults and makes a client. Nothing is sent
+// until Run.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Masters) == 0 {
-		return nil, errors.New("no Mesos master given: set at least one master address (host:port)")
+		return nil, errors.New("schedclient: no Mesos master given: set Config.Masters to at least one host:port (e.g. 127.0.0.1:5050)")
+	}
+	var masters []*url.URL
+	for _, m := range cfg.Masters {
+		u, err := ParseMaster(m)
+		if err != nil {
+			return nil, fmt.Errorf("schedclient: %w", err)
+		}
+		masters = append(masters, u)
 	}
 	if cfg.FrameworkInfo == nil {
-		return nil, errors.New("no FrameworkInfo given")
+		return nil, errors.New("schedclient: Config.FrameworkInfo is required (at least user and name)")
 	}
 	if cfg.FrameworkInfo.GetUser() == "" || cfg.FrameworkInfo.GetName() == "" {
-		return nil, errors.New("FrameworkInfo needs user and name (the HTTP API does not fill them in)")
+		return nil, errors.New("schedclient: FrameworkInfo needs user and name: Mesos refuses a SUBSCRIBE without them (the HTTP API fills nothing in)")
 	}
 	if cfg.Encoding == 0 {
 		cfg.Encoding = codec.JSON
 	}
+	if cfg.Encoding != codec.JSON && cfg.Encoding != codec.Protobuf {
+		return nil, fmt.Errorf("schedclient: Config.Encoding %v is neither codec.JSON nor codec.Protobuf", cfg.Encoding)
+	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 10 * time.Second
+		cfg.CallTimeout = cfg.HTTPClient.Timeout
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
 	}
 	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = time.Second
+		cfg.MinBackoff = DefaultMinBackoff
 	}
 	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 15 * time.Second
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		return nil, fmt.Errorf("schedclient: Config.MaxBackoff %v is below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
 	if cfg.MissedHeartbeats <= 0 {
-		cfg.MissedHeartbeats = 5
+		cfg.MissedHeartbeats = DefaultMissedHeartbeats
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = log.New(io.Discard, "", 0)
 	}
-	for _, m := range cfg.Masters {
-		if _, err := masterURL(m); err != nil {
-			return nil, err
-		}
-	}
-	c := &Client{cfg: cfg}
-	c.frameworkID = cfg.FrameworkInfo.GetId().GetValue()
-	return c, nil
+	info := proto.Clone(cfg.FrameworkInfo).(*mesospb.FrameworkInfo)
+	cfg.FrameworkInfo = info
+	return &Client{
+		cfg:         cfg,
+		masters:     masters,
+		http:        streamClient(cfg.HTTPClient),
+		jitter:      func(d time.Duration) time.Duration { return rand.N(d + 1) },
+		info:        info,
+		suppressed:  append([]string(nil), cfg.SuppressedRoles...),
+		frameworkID: info.GetId().GetValue(),
+	}, nil
 }
 
-func masterURL(m string) (*url.URL, error) {
-	s := m
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("master address %q is not host:port or a URL", m)
-	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/api/v1/scheduler"
-	}
-	return u, nil
-}
-
-// FrameworkID is the framework's ID once subscribed ("" before).
+// FrameworkID is the framework's ID: the one from the last SUBSCRIBED, or
+// the one configured before that ("" for a new framework not yet
+// subscribed).
 func (c *Client) FrameworkID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.frameworkID
 }
 
-// Leader is the URL of the master the client last talked to.
+// Leader is the URL of the master last known to lead (nil before the first
+// answer).
 func (c *Client) Leader() *url.URL {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -173,287 +250,426 @@ func (c *Client) Leader() *url.URL {
 	return &u
 }
 
-// FatalError ends Run: resubscribing cannot help (the framework was
-// removed, or the master refuses the subscription).
-type FatalError struct{ Reason string }
-
-func (e *FatalError) Error() string { return e.Reason }
-
-// StatusError is a non-2xx answer of the master.
-type StatusError struct {
-	Code int
-	Body string
-	Call schedulerpb.Call_Type
+// StreamID is the Mesos-Stream-Id of the current subscription ("" while
+// not subscribed).
+func (c *Client) StreamID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == nil {
+		return ""
+	}
+	return c.sess.streamID
 }
 
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("Mesos master answered %s with %d %s: %s", e.Call, e.Code, http.StatusText(e.Code), strings.TrimSpace(e.Body))
+// Subscribed tells whether a subscription is up (between SUBSCRIBED and the
+// next disconnection).
+func (c *Client) Subscribed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess != nil
 }
 
-// ErrNotSubscribed is returned by calls made while no subscription is up.
-var ErrNotSubscribed = errors.New("not subscribed to a Mesos master (yet): wait for SUBSCRIBED, calls are refused until then")
-
-// Run subscribes and stays subscribed until ctx ends (nil is returned) or
-// a FatalError happens.
-func (c *Client) Run(ctx context.Context, h Handler) error {
-	backoff := c.cfg.MinBackoff
-	for {
-		start := time.Now()
-		err := c.subscribeOnce(ctx, h)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var fatal *FatalError
-		if errors.As(err, &fatal) {
-			return err
-		}
-		c.cfg.Logger.Printf("subscription to Mesos ended: %v; resubscribing", err)
-		if time.Since(start) > 2*c.cfg.MaxBackoff {
-			backoff = c.cfg.MinBackoff // it was up for a while: start over
-		}
-		d := backoff/2 + time.Duration(rand.Int63n(int64(backoff/2)+1))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(d):
-		}
-		backoff *= 2
-		if backoff > c.cfg.MaxBackoff {
-			backoff = c.cfg.MaxBackoff
-		}
-	}
+func (c *Client) setLeader(u *url.URL) {
+	c.mu.Lock()
+	c.leader = u
+	c.mu.Unlock()
 }
 
-// subscribeCall builds SUBSCRIBE, as a failover when an ID is known.
-func (c *Client) subscribeCall() *schedulerpb.Call {
-	info := proto.Clone(c.cfg.FrameworkInfo).(*mesospb.FrameworkInfo)
-	call := &schedulerpb.Call{
-		Type:      schedulerpb.Call_SUBSCRIBE.Enum(),
-		Subscribe: &schedulerpb.Call_Subscribe{FrameworkInfo: info, SuppressedRoles: c.cfg.SuppressedRoles},
+// forgetLeader drops u as the leader after it failed, so that the next
+// round starts from the configured masters rather than waiting on a dead
+// one again.
+func (c *Client) forgetLeader(u *url.URL) {
+	c.mu.Lock()
+	if c.leader != nil && c.leader.String() == u.String() {
+		c.leader = nil
 	}
-	if id := c.FrameworkID(); id != "" {
-		info.Id = &mesospb.FrameworkID{Value: proto.String(id)}
-		call.FrameworkId = &mesospb.FrameworkID{Value: proto.String(id)}
-	}
-	return call
+	c.mu.Unlock()
 }
 
-// subscribeOnce runs one subscription to its end.
-func (c *Client) subscribeOnce(ctx context.Context, h Handler) error {
-	body, err := codec.Marshal(c.cfg.Encoding, c.subscribeCall())
-	if err != nil {
-		return &FatalError{Reason: "cannot encode SUBSCRIBE: " + err.Error()}
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	resp, err := c.post(sctx, body, true, "")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		se := &StatusError{Code: resp.StatusCode, Body: string(b), Call: schedulerpb.Call_SUBSCRIBE}
-		switch resp.StatusCode {
-		case http.StatusServiceUnavailable, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
-			return se // no leader yet, recovering: retry
-		}
-		return &FatalError{Reason: se.Error() + " (check the framework's configuration)"}
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" && ct != c.cfg.Encoding.MediaType() {
-		return fmt.Errorf("master streams %q, but %q was asked for", ct, c.cfg.Encoding.MediaType())
-	}
-	streamID := resp.Header.Get("Mesos-Stream-Id")
-
-	// The watchdog: any record resets it; SUBSCRIBED sets its period.
-	var watchdogMu sync.Mutex
-	period := 15 * time.Second * time.Duration(c.cfg.MissedHeartbeats)
-	timer := time.AfterFunc(period, cancel)
-	defer timer.Stop()
-	reset := func() {
-		watchdogMu.Lock()
-		defer watchdogMu.Unlock()
-		timer.Reset(period)
-	}
-
-	r := recordio.NewReader(resp.Body, c.cfg.MaxRecordSize)
-	var endErr error
-	defer func() {
-		c.mu.Lock()
-		wasUp := c.subscribed
-		c.subscribed = false
-		c.streamID = ""
-		c.mu.Unlock()
-		if wasUp {
-			h.Disconnected(endErr)
-		}
-	}()
-	for {
-		rec, err := r.ReadRecord()
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				endErr = ctx.Err()
-			case sctx.Err() != nil:
-				endErr = fmt.Errorf("no event from the master for %v (%d missed heartbeats): the connection is dead", period, c.cfg.MissedHeartbeats)
-			case errors.Is(err, io.EOF):
-				endErr = errors.New("the master closed the event stream")
-			default:
-				endErr = fmt.Errorf("reading the event stream: %w", err)
-			}
-			return endErr
-		}
-		reset()
-		ev := &schedulerpb.Event{}
-		if err := codec.Unmarshal(c.cfg.Encoding, rec, ev); err != nil {
-			endErr = fmt.Errorf("undecodable event from the master (%v); resubscribing", err)
-			return endErr
-		}
-		switch ev.GetType() {
-		case schedulerpb.Event_SUBSCRIBED:
-			id := ev.GetSubscribed().GetFrameworkId().GetValue()
-			if hb := ev.GetSubscribed().GetHeartbeatIntervalSeconds(); hb > 0 {
-				watchdogMu.Lock()
-				period = time.Duration(hb*float64(time.Second)) * time.Duration(c.cfg.MissedHeartbeats)
-				watchdogMu.Unlock()
-				reset()
-			}
-			c.mu.Lock()
-			c.frameworkID = id
-			c.streamID = streamID
-			c.subscribed = true
-			c.mu.Unlock()
-		case schedulerpb.Event_ERROR:
-			msg := ev.GetError().GetMessage()
-			h.Event(ctx, ev)
-			if msg == "Framework has been removed" {
-				endErr = &FatalError{Reason: "the Mesos master removed framework " + c.FrameworkID() + " (torn down or its failover timeout passed); it cannot come back: start with a new framework ID"}
-				return endErr
-			}
-			// Mesos closes the stream after an ERROR; resubscribe.
-			continue
-		}
-		h.Event(ctx, ev)
-	}
-}
-
-// post sends a call to the leader (following 307 redirects, trying the
-// configured masters in turn when one is unreachable).
-func (c *Client) post(ctx context.Context, body []byte, subscribe bool, streamID string) (*http.Response, error) {
-	var lastErr error
-	tried := 0
-	targets := c.targets()
-	for i := 0; i < len(targets) && tried < len(targets)+3; i++ {
-		u := targets[i]
-		for redirects := 0; redirects < 5; redirects++ {
-			tried++
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-			if err != nil {
-				return nil, err
-			}
-			for k, vs := range c.cfg.Header {
-				for _, v := range vs {
-					req.Header.Add(k, v)
-				}
-			}
-			req.Header.Set("Content-Type", c.cfg.Encoding.MediaType())
-			req.Header.Set("Accept", c.cfg.Encoding.MediaType())
-			if streamID != "" {
-				req.Header.Set("Mesos-Stream-Id", streamID)
-			}
-			resp, err := c.transport(subscribe).Do(req)
-			if err != nil {
-				lastErr = fmt.Errorf("cannot reach Mesos master %s: %w", u.Host, err)
-				break
-			}
-			if resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect {
-				loc := resp.Header.Get("Location")
-				resp.Body.Close()
-				next, err := redirectTarget(u, loc)
-				if err != nil {
-					lastErr = err
-					break
-				}
-				u = next
-				continue
-			}
-			c.mu.Lock()
-			c.leader = u
-			c.mu.Unlock()
-			return resp, nil
-		}
-	}
-	if lastErr == nil {
-		lastErr = errors.New("too many redirects between Mesos masters")
-	}
-	return nil, lastErr
-}
-
-// targets: the last known leader first, then the configured masters.
-func (c *Client) targets() []*url.URL {
+// candidates are the masters to try, in order: the last leader, then the
+// configured ones.
+func (c *Client) candidates() []*url.URL {
 	var out []*url.URL
+	seen := map[string]bool{}
 	if l := c.Leader(); l != nil {
 		out = append(out, l)
+		seen[l.String()] = true
 	}
-	for _, m := range c.cfg.Masters {
-		u, _ := masterURL(m)
-		out = append(out, u)
+	for _, m := range c.masters {
+		if !seen[m.String()] {
+			out = append(out, m)
+			seen[m.String()] = true
+		}
 	}
 	return out
 }
 
-// redirectTarget resolves Mesos' scheme-relative Location
-// ("//host:port/api/v1/scheduler"), keeping our scheme.
-func redirectTarget(from *url.URL, loc string) (*url.URL, error) {
-	if loc == "" {
-		return nil, errors.New("master answered 307 without a Location")
+// Run subscribes and delivers the events to h until ctx ends (it then
+// returns nil) or subscribing again cannot help, which the error says:
+//
+//   - *ErrorEvent: the master sent ERROR (Mesos closes the stream after
+//     one). errors.Is(err, ErrFrameworkRemoved): the framework ID is dead,
+//     start as a new framework. errors.Is(err, ErrFailedOver): another
+//     scheduler took the framework over. Otherwise the subscription was
+//     refused (authorization, validation).
+//   - *StatusError: SUBSCRIBE was answered with a 4xx (400 with the
+//     master's reason, 401, 403...): a configuration error.
+//   - ErrTornDown: the stream ended after Teardown.
+//   - anything else: a stream that is not Mesos' (wrong Content-Type, no
+//     Mesos-Stream-Id), or a second Run.
+//
+// A stream that ends, breaks, stays silent for MissedHeartbeats heartbeat
+// intervals or carries garbage, an unreachable master and an answer of 503
+// (no leader yet, recovering) all lead to another SUBSCRIBE after a
+// jittered exponential backoff, as the framework ID got from SUBSCRIBED.
+func (c *Client) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("schedclient: Run needs a Handler")
 	}
-	to, err := from.Parse(loc)
-	if err != nil {
-		return nil, fmt.Errorf("master redirected to %q: %w", loc, err)
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("schedclient: Run is already running: a Client has one subscription")
 	}
-	if to.Scheme == "" {
-		to.Scheme = from.Scheme
+	defer c.running.Store(false)
+	failures := 0
+	for {
+		start := c.cfg.Clock.Now()
+		live, err := c.subscribeOnce(ctx, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var p *permanent
+		if errors.As(err, &p) {
+			return p.err
+		}
+		// A subscription that held for a while starts the backoff over;
+		// one that keeps dropping right after SUBSCRIBED does not, so a
+		// flapping master is not hammered.
+		if live && c.cfg.Clock.Now().Sub(start) >= c.cfg.MaxBackoff {
+			failures = 0
+		}
+		wait := c.backoff(failures)
+		failures++
+		c.cfg.Logger.Printf("Mesos subscription: %v; subscribing again in %v", err, wait.Round(time.Millisecond))
+		t := c.cfg.Clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
 	}
-	if to.Path == "" {
-		to.Path = from.Path
-	}
-	return to, nil
 }
 
-func (c *Client) transport(subscribe bool) *http.Client {
-	hc := *c.cfg.HTTPClient
-	if !subscribe {
-		hc.Timeout = c.cfg.CallTimeout
+// backoff is the wait before the next attempt after n failures in a row:
+// MinBackoff doubling up to MaxBackoff, of which a random half is taken off
+// ("equal jitter"), so that the schedulers of a restarted master do not
+// all come back at once but none comes back too soon either.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.MinBackoff
+	for i := 0; i < n && d < c.cfg.MaxBackoff; i++ {
+		d *= 2
 	}
-	// Redirects are ours to follow: a POST stays a POST, and the leader
-	// is remembered.
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &hc
+	d = min(d, c.cfg.MaxBackoff)
+	return d/2 + c.jitter(d/2)
 }
 
-// Call sends a call (not SUBSCRIBE) with the stream ID and framework ID
-// filled in. A non-2xx answer is a *StatusError.
-func (c *Client) Call(ctx context.Context, call *schedulerpb.Call) error {
+// subscribeCall is SUBSCRIBE as the framework now stands: a failover
+// (framework_info.id and framework_id set) once an ID is known.
+func (c *Client) subscribeCall() *schedulerpb.Call {
 	c.mu.Lock()
-	sid, fid, up := c.streamID, c.frameworkID, c.subscribed
-	c.mu.Unlock()
-	if !up {
-		return ErrNotSubscribed
+	defer c.mu.Unlock()
+	info := proto.Clone(c.info).(*mesospb.FrameworkInfo)
+	call := &schedulerpb.Call{
+		Type: schedulerpb.Call_SUBSCRIBE.Enum(),
+		Subscribe: &schedulerpb.Call_Subscribe{
+			FrameworkInfo:   info,
+			SuppressedRoles: append([]string(nil), c.suppressed...),
+		},
 	}
-	call.FrameworkId = &mesospb.FrameworkID{Value: proto.String(fid)}
+	if c.cfg.OfferConstraints != nil {
+		call.Subscribe.OfferConstraints = c.cfg.OfferConstraints
+	}
+	if c.frameworkID != "" {
+		info.Id = &mesospb.FrameworkID{Value: proto.String(c.frameworkID)}
+		call.FrameworkId = &mesospb.FrameworkID{Value: proto.String(c.frameworkID)}
+	} else {
+		info.Id = nil
+	}
+	return call
+}
+
+// heartbeatPeriod is how long the master may stay silent given its
+// announced heartbeat interval in seconds (absent, zero, negative, NaN:
+// Mesos' default).
+func (c *Client) heartbeatPeriod(seconds float64) time.Duration {
+	interval := DefaultHeartbeatInterval
+	if seconds > 0 && !math.IsNaN(seconds) {
+		if seconds >= maxHeartbeatInterval.Seconds() {
+			interval = maxHeartbeatInterval
+		} else {
+			interval = max(time.Duration(seconds*float64(time.Second)), time.Millisecond)
+		}
+	}
+	return interval * time.Duration(c.cfg.MissedHeartbeats)
+}
+
+// subscribeOnce makes one subscription, from SUBSCRIBE to the end of its
+// stream. It reports whether SUBSCRIBED arrived and why it ended; a
+// *permanent error ends Run.
+func (c *Client) subscribeOnce(ctx context.Context, h Handler) (live bool, err error) {
+	call := c.subscribeCall()
+	subscribedAs := call.GetFrameworkId().GetValue()
 	body, err := codec.Marshal(c.cfg.Encoding, call)
 	if err != nil {
-		return fmt.Errorf("cannot encode %s: %w", call.GetType(), err)
+		return false, &permanent{fmt.Errorf("schedclient: cannot encode SUBSCRIBE (check Config.FrameworkInfo): %w", err)}
 	}
-	resp, err := c.post(ctx, body, false, sid)
-	if err != nil {
+
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var at atomic.Pointer[url.URL] // the master being talked to, for the watchdog's message
+	var heard atomic.Bool          // SUBSCRIBED seen
+	wd := newWatchdog(c.cfg.Clock, c.heartbeatPeriod(0), func(waited time.Duration) {
+		host := "?"
+		if u := at.Load(); u != nil {
+			host = u.Host
+		}
+		if heard.Load() {
+			cancel(fmt.Errorf("nothing from the Mesos master at %s for %v (%d missed heartbeats): the connection is dead",
+				host, waited.Round(time.Millisecond), c.cfg.MissedHeartbeats))
+		} else {
+			cancel(fmt.Errorf("no answer to SUBSCRIBE from the Mesos master at %s for %v", host, waited.Round(time.Millisecond)))
+		}
+	})
+	defer wd.stop()
+	// why explains an error that happened because sctx was cancelled.
+	why := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cause := context.Cause(sctx); cause != nil && sctx.Err() != nil {
+			return cause
+		}
 		return err
 	}
+
+	resp, master, err := c.open(sctx, body, wd, &at)
+	if err != nil {
+		return false, why(err)
+	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return &StatusError{Code: resp.StatusCode, Body: string(b), Call: call.GetType()}
+	if err := c.checkStream(resp, master); err != nil {
+		return false, err
+	}
+	streamID := resp.Header.Get("Mesos-Stream-Id")
+
+	defer func() {
+		c.mu.Lock()
+		c.sess = nil
+		td := c.teardown
+		c.teardown = nil
+		c.mu.Unlock()
+		if !live {
+			return
+		}
+		var p *permanent
+		if td != nil && !errors.As(err, &p) {
+			select {
+			case <-td.done:
+				if td.ok {
+					err = &permanent{fmt.Errorf("%w; the stream ended: %v", ErrTornDown, err)}
+				}
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() == nil {
+			reason := err
+			if errors.As(err, &p) {
+				reason = p.err
+			}
+			h.Disconnected(reason)
+		}
+	}()
+
+	rr := recordio.NewReader(wd.body(resp.Body), c.cfg.MaxRecordSize)
+	for n := 1; ; n++ {
+		rec, err := rr.ReadRecord()
+		if err != nil {
+			return live, why(streamError(err, master, n))
+		}
+		ev, err := decodeEvent(c.cfg.Encoding, rec)
+		if err != nil {
+			return live, fmt.Errorf("event %d from the Mesos master at %s: %v", n, master.Host, err)
+		}
+		if !live {
+			switch ev.GetType() {
+			case schedulerpb.Event_SUBSCRIBED:
+				sub := ev.GetSubscribed()
+				c.mu.Lock()
+				c.frameworkID = sub.GetFrameworkId().GetValue()
+				c.sess = &session{master: master, streamID: streamID}
+				c.leader = master
+				c.teardown = nil
+				c.mu.Unlock()
+				live = true
+				heard.Store(true)
+				wd.setPeriod(c.heartbeatPeriod(sub.GetHeartbeatIntervalSeconds()))
+				c.cfg.Logger.Printf("subscribed to the Mesos master at %s as framework %s", master.Host, sub.GetFrameworkId().GetValue())
+			case schedulerpb.Event_ERROR:
+				// Refused: the handler hears it, Run ends with it.
+			default:
+				return false, fmt.Errorf("the Mesos master at %s began the stream with %s, where a subscription begins with SUBSCRIBED or ERROR", master.Host, ev.GetType())
+			}
+		}
+		h.Event(ctx, ev)
+		if ev.GetType() == schedulerpb.Event_ERROR {
+			return live, &permanent{&ErrorEvent{
+				Message:     ev.GetError().GetMessage(),
+				FrameworkID: firstNonEmpty(subscribedAs, c.FrameworkID()),
+				Master:      master.Host,
+				Subscribed:  live,
+			}}
+		}
+	}
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// open sends SUBSCRIBE to the masters in turn until one answers 200: an
+// unreachable master, a 503 (no leader, recovering) or another 5xx moves on
+// to the next; a 4xx is the master saying the request is wrong, and ends
+// Run.
+func (c *Client) open(ctx context.Context, body []byte, wd *watchdog, at *atomic.Pointer[url.URL]) (*http.Response, *url.URL, error) {
+	var failures []string
+	for _, u := range c.candidates() {
+		at.Store(u)
+		wd.waiting()
+		resp, answered, err := c.post(ctx, c.http, u, body, "")
+		wd.busy()
+		at.Store(answered)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, answered, err
+			}
+			c.forgetLeader(u)
+			failures = append(failures, err.Error())
+			continue
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp, answered, nil
+		}
+		se := &StatusError{Call: schedulerpb.Call_SUBSCRIBE, Code: resp.StatusCode, Body: readErrorBody(resp), Master: answered.Host}
+		if !se.transient() {
+			return nil, answered, &permanent{fmt.Errorf("%w; subscribing cannot work like this: fix the configuration and start again", se)}
+		}
+		c.forgetLeader(u)
+		failures = append(failures, se.Error())
+	}
+	return nil, nil, fmt.Errorf("no Mesos master took SUBSCRIBE: %s", strings.Join(failures, "; "))
+}
+
+// checkStream refuses a 200 that is not a Mesos event stream in the
+// encoding asked for: asking again would get the same.
+func (c *Client) checkStream(resp *http.Response, master *url.URL) error {
+	want := c.cfg.Encoding.MediaType()
+	ct := resp.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != want {
+		return &permanent{fmt.Errorf("the server at %s answered SUBSCRIBE with Content-Type %q where %q was asked for: is %s a Mesos master's scheduler API?",
+			master.Host, ct, want, master)}
+	}
+	if resp.Header.Get("Mesos-Stream-Id") == "" {
+		return &permanent{fmt.Errorf("the server at %s answered SUBSCRIBE without a Mesos-Stream-Id header, without which no call can be made: is %s a Mesos master's scheduler API?",
+			master.Host, master)}
 	}
 	return nil
+}
+
+// streamError says why reading event n ended.
+func streamError(err error, master *url.URL, n int) error {
+	var fe *recordio.FormatError
+	switch {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("the Mesos master at %s closed the event stream after %d events", master.Host, n-1)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("the event stream from the Mesos master at %s broke off in the middle of event %d", master.Host, n)
+	case errors.As(err, &fe):
+		return fmt.Errorf("the event stream from the Mesos master at %s is not RecordIO-framed events (%v): garbage on the connection, or not a Mesos master", master.Host, err)
+	}
+	return fmt.Errorf("reading event %d from the Mesos master at %s: %w", n, master.Host, err)
+}
+
+// decodeEvent decodes one record and refuses an event without the payload
+// its type promises, which would otherwise reach the handler as, say, an
+// UPDATE of nothing. Types this schema does not know are passed on: the
+// handler may ignore them.
+func decodeEvent(enc codec.Encoding, rec []byte) (*schedulerpb.Event, error) {
+	ev := &schedulerpb.Event{}
+	if err := codec.Unmarshal(enc, rec, ev); err != nil {
+		return nil, fmt.Errorf("not a %s scheduler Event: %v (the record begins %s)", enc, err, preview(rec))
+	}
+	if ev.Type == nil {
+		return nil, fmt.Errorf("an Event without a type (the record begins %s)", preview(rec))
+	}
+	var missing string
+	switch ev.GetType() {
+	case schedulerpb.Event_SUBSCRIBED:
+		if ev.Subscribed == nil {
+			missing = "subscribed"
+		} else if ev.GetSubscribed().GetFrameworkId().GetValue() == "" {
+			return nil, errors.New("SUBSCRIBED with an empty framework_id")
+		}
+	case schedulerpb.Event_OFFERS:
+		if ev.Offers == nil {
+			missing = "offers"
+		}
+	case schedulerpb.Event_INVERSE_OFFERS:
+		if ev.InverseOffers == nil {
+			missing = "inverse_offers"
+		}
+	case schedulerpb.Event_RESCIND:
+		if ev.Rescind == nil {
+			missing = "rescind"
+		}
+	case schedulerpb.Event_RESCIND_INVERSE_OFFER:
+		if ev.RescindInverseOffer == nil {
+			missing = "rescind_inverse_offer"
+		}
+	case schedulerpb.Event_UPDATE:
+		if ev.Update == nil {
+			missing = "update"
+		}
+	case schedulerpb.Event_UPDATE_OPERATION_STATUS:
+		if ev.UpdateOperationStatus == nil {
+			missing = "update_operation_status"
+		}
+	case schedulerpb.Event_MESSAGE:
+		if ev.Message == nil {
+			missing = "message"
+		}
+	case schedulerpb.Event_FAILURE:
+		if ev.Failure == nil {
+			missing = "failure"
+		}
+	case schedulerpb.Event_ERROR:
+		if ev.Error == nil {
+			missing = "error"
+		}
+	}
+	if missing != "" {
+		return nil, fmt.Errorf("a %s event without its %q field", ev.GetType(), missing)
+	}
+	return ev, nil
+}
+
+// preview quotes the start of a record for an error message.
+func preview(rec []byte) string {
+	const n = 64
+	if len(rec) > n {
+		return fmt.Sprintf("%q...", rec[:n])
+	}
+	return fmt.Sprintf("%q", rec)
 }
