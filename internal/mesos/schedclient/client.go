@@ -604,15 +604,14 @@ func streamError(err error, master *url.URL, n int) error {
 
 // decodeEvent decodes one record and refuses an event without the payload
 // its type promises, which would otherwise reach the handler as, say, an
-// UPDATE of nothing. Types this schema does not know are passed on: the
-// handler may ignore them.
+// UPDATE of nothing. Types this schema does not know are passed on (as
+// UNKNOWN from JSON, whose unknown enum names are dropped as Mesos drops
+// them; with their number from protobuf): a newer master's new event must
+// not make the client reconnect in a loop; the handler ignores it.
 func decodeEvent(enc codec.Encoding, rec []byte) (*schedulerpb.Event, error) {
 	ev := &schedulerpb.Event{}
 	if err := codec.Unmarshal(enc, rec, ev); err != nil {
 		return nil, fmt.Errorf("not a %s scheduler Event: %v (the record begins %s)", enc, err, preview(rec))
-	}
-	if ev.Type == nil {
-		return nil, fmt.Errorf("an Event without a type (the record begins %s)", preview(rec))
 	}
 	var missing string
 	switch ev.GetType() {

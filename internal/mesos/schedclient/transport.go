@@ -84,6 +84,11 @@ func redirectTarget(from *url.URL, loc string) (*url.URL, error) {
 		to.Path = from.Path
 	}
 	to.User, to.Fragment = nil, ""
+	// net/url takes hosts such as "::" that it cannot print back into a
+	// URL it would parse; the request would fail later, less clearly.
+	if _, err := url.Parse(to.String()); err != nil {
+		return nil, fmt.Errorf("the Mesos master at %s redirected to %q, which names no usable host: %v", from.Host, loc, err)
+	}
 	return to, nil
 }
 
