@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,9 +23,12 @@ func newAPIServerCommand() *cobra.Command {
 			if err := kubeflags.CheckPortFree("apiserver", kubeflags.Lookup(args, "bind-address"), kubeflags.Lookup(args, "secure-port"), "--secure-port"); err != nil {
 				return err
 			}
+			// A normal stop drains in a second or two; one whose etcd went
+			// first waits on storage for ever (seen: minutes). Bound it.
+			exitAfterSignal("apiserver", 30*time.Second)
 			if code := kube.RunAPIServer(args); code != 0 {
 				os.Exit(code)
 			}
 			return nil
-		})
+		}, kube.RunAPIServer)
 }

@@ -35,7 +35,7 @@ const controllerManagerFlagsHelp = certDirFlagHelp +
 func newControllerManagerCommand() *cobra.Command {
 	return upstreamCommand("controller-manager",
 		"Run the upstream kube-controller-manager, with km's endpoints controller (HostIP:HostPort endpoints)",
-		controllerManagerFlagsHelp, runControllerManager)
+		controllerManagerFlagsHelp, runControllerManager, kube.RunControllerManager)
 }
 
 func runControllerManager(args []string) error {
@@ -66,23 +66,36 @@ func runControllerManager(args []string) error {
 	if err != nil {
 		return err
 	}
-	// The stock kube-controller-manager dies of SIGTERM (it handles
-	// signals only with the alpha feature gate
-	// ControllerManagerReleaseLeaderElectionLockOnExit), but km's handler
-	// below, which stops km's controller and releases its lease, takes
-	// that default away: end the process soon after, or, with the gate
-	// on, once the upstream controllers had their time to stop.
-	grace := 2 * time.Second
-	if strings.Contains(kubeflags.Lookup(args, "feature-gates"), "ControllerManagerReleaseLeaderElectionLockOnExit=true") {
-		grace = 30 * time.Second
-	}
-	exitAfterSignal("controller-manager", grace)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if hostPort {
-		go runEndpointsController(ctx, client, args)
+	kmDone := make(chan struct{})
+	go func() {
+		defer close(kmDone)
+		if hostPort {
+			runEndpointsController(ctx, client, args)
+		} else {
+			deleteKMSlices(ctx, client)
+			<-ctx.Done()
+		}
+	}()
+	// The stock kube-controller-manager dies of SIGTERM: it handles
+	// signals only with the alpha feature gate
+	// ControllerManagerReleaseLeaderElectionLockOnExit. km's handler above
+	// (which stops km's controller and releases its lease) takes that
+	// default away, so the process ends once km's controller has stopped,
+	// or, with the gate on, when the upstream controllers return.
+	if strings.Contains(kubeflags.Lookup(args, "feature-gates"), "ControllerManagerReleaseLeaderElectionLockOnExit=true") {
+		exitAfterSignal("controller-manager", 30*time.Second)
 	} else {
-		go deleteKMSlices(ctx, client)
+		go func() {
+			<-ctx.Done()
+			select {
+			case <-kmDone:
+			case <-time.After(5 * time.Second):
+			}
+			log.Printf("km controller-manager: stopped")
+			os.Exit(0)
+		}()
 	}
 	if code := kube.RunControllerManager(args); code != 0 {
 		os.Exit(code)

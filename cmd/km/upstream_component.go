@@ -20,8 +20,9 @@ import (
 )
 
 // upstreamCommand passes its arguments to run; kmFlags documents the flags
-// km adds to the upstream ones.
-func upstreamCommand(use, short, kmFlags string, run func(args []string) error) *cobra.Command {
+// km adds to the upstream ones, and upstream runs the upstream command
+// as it is (for its help).
+func upstreamCommand(use, short, kmFlags string, run func(args []string) error, upstream func(args []string) int) *cobra.Command {
 	return &cobra.Command{
 		Use:                use + " [flags of the upstream component]",
 		Short:              short,
@@ -30,6 +31,7 @@ func upstreamCommand(use, short, kmFlags string, run func(args []string) error) 
 			for _, a := range args {
 				if a == "-h" || a == "--help" {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s.\n\nkm's flags:\n%s\nEvery other flag is the upstream component's (below); km fills in defaults\nfor those not given.\n\n", short, kmFlags)
+					os.Exit(upstream([]string{"--help"}))
 				}
 			}
 			if v, ok := kube.VersionStamped(); !ok {
@@ -64,7 +66,7 @@ func exitAfterSignal(component string, grace time.Duration) {
 	go func() {
 		<-ch
 		time.Sleep(grace)
-		log.Printf("km %s: stopped", component)
-		os.Exit(0)
+		log.Printf("km %s: still not stopped %v after the signal; exiting", component, grace)
+		os.Exit(1)
 	}()
 }

@@ -318,8 +318,15 @@ func TestControlPlaneHostPortEndpoints(t *testing.T) {
 	waitEndpoints(t, client, "web", "10.1.0.1:8080 10.1.0.1:9090 10.1.0.2:8080 10.1.0.2:9090", StockManagedBy)
 	waitEndpoints(t, client, "plain", "10.1.0.1:8080 10.1.0.2:8080", StockManagedBy)
 
-	// And back: km's controller takes over from the stock slices.
-	cp.RestartWith(controlplane.Options{})
+	// And back, as an HA member (leader election): km's controller takes
+	// a lease of its own and takes over from the stock slices.
+	cp.RestartWith(controlplane.Options{ControllerManagerArgs: []string{"--leader-elect=true"}})
 	waitEndpoints(t, client, "web", hostPorts, ManagedBy)
 	waitEndpoints(t, client, "plain", "192.0.2.1:31000 192.0.2.2:31001", ManagedBy)
+	for _, lease := range []string{"kube-controller-manager", "km-endpoints-controller"} {
+		l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), lease, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+			t.Errorf("lease %s: %v %v", lease, l, err)
+		}
+	}
 }

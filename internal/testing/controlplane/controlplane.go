@@ -333,8 +333,10 @@ func (cp *ControlPlane) Stop() {
 	procs := cp.procs
 	cp.procs = nil
 	cp.mu.Unlock()
+	var took []string
 	for i := len(procs) - 1; i >= 0; i-- {
 		p := procs[i]
+		begin := time.Now()
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
@@ -343,6 +345,10 @@ func (cp *ControlPlane) Stop() {
 			p.cmd.Process.Kill()
 			<-p.done
 		}
+		took = append(took, fmt.Sprintf("%s %v", p.name, time.Since(begin).Round(time.Millisecond)))
+	}
+	if len(took) > 0 {
+		cp.t.Logf("control plane stopped (%s)", strings.Join(took, ", "))
 	}
 }
 
