@@ -288,7 +288,7 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.Selector == nil {
+	if svc.Spec.Type == corev1.ServiceTypeExternalName || len(svc.Spec.Selector) == 0 {
 		// ExternalName services have no endpoints; services without a
 		// selector have hand-made Endpoints, which the stock endpointslice
 		// mirroring controller mirrors. Slices of ours go (the selector may

@@ -15,8 +15,11 @@
 //
 // The processes stop when the test ends, failed or not (t.Cleanup: SIGTERM
 // in the reverse order of start, SIGKILL after 20 s), and die with the test
-// binary if it is killed or times out (Pdeathsig). Logs are in Dir
-// (<component>.log); the ends of them are printed when the test fails.
+// binary if it is killed or times out (Pdeathsig). Pdeathsig follows the OS
+// thread that started the process: do not call Start, StartAll or Restart
+// from a goroutine that locked its thread (runtime.LockOSThread) and ends.
+// Logs are in Dir (<component>.log); their ends are printed when the test
+// fails.
 //
 // Tests that use it need only client-go: the control plane runs in the km
 // binary, so test binaries do not link k8s.io/kubernetes.
