@@ -20,7 +20,12 @@ import (
 	"github.com/k8sm/k8sm/internal/testing/controlplane"
 )
 
-const kubectlPath = "/usr/bin/kubectl"
+const (
+	kubectlPath = "/usr/bin/kubectl"
+	// mirrorManagedBy marks the slices of the stock endpointslice
+	// mirroring controller.
+	mirrorManagedBy = "endpointslicemirroring-controller.k8s.io"
+)
 
 func kubectl(t *testing.T, kubeconfig string, stdin string, args ...string) string {
 	t.Helper()
@@ -36,8 +41,9 @@ func kubectl(t *testing.T, kubeconfig string, stdin string, args ...string) stri
 }
 
 // The services: named and numbered target ports, a service whose only port
-// has no name and no targetPort (k8sm needed names), and one whose target
-// port the pods do not declare.
+// has no name and no targetPort (k8sm needed names), one whose target port
+// the pods do not declare, and one without a selector whose Endpoints are
+// made by hand (the stock mirroring controller makes its slice).
 const manifests = `
 apiVersion: v1
 kind: Namespace
@@ -85,6 +91,20 @@ spec:
   ports:
   - port: 80
     targetPort: 7777
+---
+apiVersion: v1
+kind: Service
+metadata: {name: external, namespace: shop}
+spec:
+  ports:
+  - port: 5432
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: external, namespace: shop}
+subsets:
+- addresses: [{ip: 192.0.2.50}]
+  ports: [{port: 5432}]
 `
 
 // standInForScheduler does what km's scheduler and executor would: Node
@@ -271,6 +291,7 @@ func TestControlPlaneHostPortEndpoints(t *testing.T) {
 	waitEndpoints(t, client, "web", hostPorts, ManagedBy)
 	waitEndpoints(t, client, "plain", "192.0.2.1:31000 192.0.2.2:31001", ManagedBy)
 	waitEndpoints(t, client, "wrong", "", ManagedBy)
+	waitEndpoints(t, client, "external", "192.0.2.50:5432", mirrorManagedBy)
 	if out := kubectl(t, kc, "", "-n", "shop", "get", "endpoints", "web"); !strings.Contains(out, "192.0.2.1:31000") {
 		t.Fatalf("kubectl get endpoints:\n%s", out)
 	}
@@ -318,11 +339,14 @@ func TestControlPlaneHostPortEndpoints(t *testing.T) {
 	waitEndpoints(t, client, "web", "10.1.0.1:8080 10.1.0.1:9090 10.1.0.2:8080 10.1.0.2:9090", StockManagedBy)
 	waitEndpoints(t, client, "plain", "10.1.0.1:8080 10.1.0.2:8080", StockManagedBy)
 
+	waitEndpoints(t, client, "external", "192.0.2.50:5432", mirrorManagedBy)
+
 	// And back, as an HA member (leader election): km's controller takes
 	// a lease of its own and takes over from the stock slices.
 	cp.RestartWith(controlplane.Options{ControllerManagerArgs: []string{"--leader-elect=true"}})
 	waitEndpoints(t, client, "web", hostPorts, ManagedBy)
 	waitEndpoints(t, client, "plain", "192.0.2.1:31000 192.0.2.2:31001", ManagedBy)
+	waitEndpoints(t, client, "external", "192.0.2.50:5432", mirrorManagedBy)
 	for _, lease := range []string{"kube-controller-manager", "km-endpoints-controller"} {
 		l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), lease, metav1.GetOptions{})
 		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
