@@ -178,6 +178,10 @@ func describeOrNone(rs Resources) string {
 	return Describe(rs)
 }
 
+// rangesType is shared by the resources AllocatePorts builds, which are
+// read-only like all others.
+var rangesType = mesospb.Value_RANGES.Enum()
+
 // PortError is a specific port that the offered ranges do not hold.
 type PortError struct {
 	Port    uint64
@@ -198,7 +202,7 @@ func (e *PortError) Error() string {
 // offers a port twice.) A specific port that is not offered is a
 // *PortError; on any error rest is the offer unchanged.
 func AllocatePorts(offer Resources, fixed []uint64, n int) (ports []uint64, taken, rest Resources, err error) {
-	plain := &mesospb.Resource{Name: proto.String("ports"), Type: mesospb.Value_RANGES.Enum()}
+	plain := &mesospb.Resource{Name: proto.String("ports"), Type: rangesType}
 	var offered []Range
 	for _, r := range offer {
 		if kindMatch(r, plain) && !atomic(r) {
@@ -249,9 +253,9 @@ func AllocatePorts(offer Resources, fixed []uint64, n int) (ports []uint64, take
 		return ports, nil, normalized(offer, 0), nil
 	}
 	plain.Ranges = ToRanges(coalesceInPlace(chosen))
-	taken, rest, err = Allocate(offer, Resources{plain})
-	if err != nil { // cannot happen: chosen ⊆ offered
-		return nil, nil, offer, err
+	taken, rest, short := allocate(nil, normalized(offer, 0), plain)
+	if short != nil { // cannot happen: chosen ⊆ offered
+		return nil, nil, offer, notOffered(plain, offer, short)
 	}
 	return ports, taken, rest, nil
 }

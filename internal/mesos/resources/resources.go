@@ -296,7 +296,11 @@ func withRanges(src *mesospb.Resource, rs []Range) *mesospb.Resource {
 	}
 	b := &rangesBox{}
 	copyMeta(&b.r, src)
-	fillRanges(&b.v, rs)
+	var reuse []*mesospb.Value_Range
+	if rangesCoalesced(src.GetRanges()) {
+		reuse = src.GetRanges().GetRange()
+	}
+	fillRanges(&b.v, rs, reuse)
 	b.r.Ranges = &b.v
 	return &b.r
 }
@@ -339,7 +343,8 @@ func plus(x, y *mesospb.Resource) *mesospb.Resource {
 		return withScalar(x, addFixed(a, b))
 	case mesospb.Value_RANGES:
 		var buf [16]Range
-		rs := appendRanges(buf[:0], x.GetRanges())
+		rs := slices.Grow(buf[:0], len(x.GetRanges().GetRange())+len(y.GetRanges().GetRange()))
+		rs = appendRanges(rs, x.GetRanges())
 		rs = appendRanges(rs, y.GetRanges())
 		return withRanges(x, coalesceInPlace(rs))
 	default:
@@ -364,7 +369,8 @@ func less(x, y *mesospb.Resource) *mesospb.Resource {
 	case mesospb.Value_RANGES:
 		var bx, by, bo [16]Range
 		a := readRanges(bx[:0], x.GetRanges())
-		out := minus(bo[:0], a, readRanges(by[:0], y.GetRanges()))
+		b := readRanges(by[:0], y.GetRanges())
+		out := minus(slices.Grow(bo[:0], len(a)+len(b)), a, b)
 		switch {
 		case len(out) == 0:
 			return nil
@@ -386,6 +392,7 @@ func less(x, y *mesospb.Resource) *mesospb.Resource {
 }
 
 func appendRanges(dst []Range, v *mesospb.Value_Ranges) []Range {
+	dst = slices.Grow(dst, len(v.GetRange()))
 	for _, r := range v.GetRange() {
 		dst = append(dst, Range{r.GetBegin(), r.GetEnd()})
 	}

@@ -229,6 +229,7 @@ func FromRanges(v *mesospb.Value_Ranges) []Range {
 // Callers pass a stack buffer to keep the hot paths free of allocations.
 func readRanges(dst []Range, v *mesospb.Value_Ranges) []Range {
 	n := len(dst)
+	dst = slices.Grow(dst, len(v.GetRange()))
 	for _, r := range v.GetRange() {
 		dst = append(dst, Range{r.GetBegin(), r.GetEnd()})
 	}
@@ -258,7 +259,7 @@ func rangesCoalesced(v *mesospb.Value_Ranges) bool {
 // ToRanges writes ranges as a Mesos value.
 func ToRanges(rs []Range) *mesospb.Value_Ranges {
 	v := &mesospb.Value_Ranges{}
-	fillRanges(v, rs)
+	fillRanges(v, rs, nil)
 	return v
 }
 
@@ -269,14 +270,35 @@ type rangeBox struct {
 	begin, end uint64
 }
 
-func fillRanges(v *mesospb.Value_Ranges, rs []Range) {
+// fillRanges writes rs into v. Ranges that are in reuse (coalesced, as
+// the package keeps them) are shared rather than built again: taking one
+// port out of 200 ranges builds two, not 201.
+func fillRanges(v *mesospb.Value_Ranges, rs []Range, reuse []*mesospb.Value_Range) {
 	if len(rs) == 0 {
 		return
 	}
-	boxes := make([]rangeBox, len(rs))
 	v.Range = make([]*mesospb.Value_Range, len(rs))
+	missing, j := 0, 0
 	for i, r := range rs {
-		b := &boxes[i]
+		for j < len(reuse) && reuse[j].GetEnd() < r.Begin {
+			j++
+		}
+		if j < len(reuse) && reuse[j].GetBegin() == r.Begin && reuse[j].GetEnd() == r.End {
+			v.Range[i] = reuse[j]
+		} else {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return
+	}
+	boxes := make([]rangeBox, missing)
+	for i, r := range rs {
+		if v.Range[i] != nil {
+			continue
+		}
+		b := &boxes[len(boxes)-missing]
+		missing--
 		b.begin, b.end = r.Begin, r.End
 		b.m.Begin, b.m.End = &b.begin, &b.end
 		v.Range[i] = &b.m
