@@ -275,14 +275,13 @@ func (c *Client) setLeader(u *url.URL) {
 	c.mu.Unlock()
 }
 
-// forgetLeader drops u as the leader after it failed, so that the next
+// forgetLeader drops the leader after an attempt failed, so that the next
 // round starts from the configured masters rather than waiting on a dead
-// one again.
-func (c *Client) forgetLeader(u *url.URL) {
+// one again. Whatever it was, it failed in this round: it was tried first,
+// or was learnt from the redirects of the attempt that failed.
+func (c *Client) forgetLeader() {
 	c.mu.Lock()
-	if c.leader != nil && c.leader.String() == u.String() {
-		c.leader = nil
-	}
+	c.leader = nil
 	c.mu.Unlock()
 }
 
@@ -555,7 +554,7 @@ func (c *Client) open(ctx context.Context, body []byte, wd *watchdog, at *atomic
 			if ctx.Err() != nil {
 				return nil, answered, err
 			}
-			c.forgetLeader(u)
+			c.forgetLeader()
 			failures = append(failures, err.Error())
 			continue
 		}
@@ -566,7 +565,7 @@ func (c *Client) open(ctx context.Context, body []byte, wd *watchdog, at *atomic
 		if !se.transient() {
 			return nil, answered, &permanent{fmt.Errorf("%w; subscribing cannot work like this: fix the configuration and start again", se)}
 		}
-		c.forgetLeader(u)
+		c.forgetLeader()
 		failures = append(failures, se.Error())
 	}
 	return nil, nil, fmt.Errorf("no Mesos master took SUBSCRIBE: %s", strings.Join(failures, "; "))

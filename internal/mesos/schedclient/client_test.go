@@ -241,9 +241,17 @@ func TestRedirectLoop(t *testing.T) {
 	good := newFakeMaster(t, codec.JSON)
 	r := startClient(t, testConfig(codec.JSON, a.addr(), good.addr()))
 	r.waitEvent(schedulerpb.Event_SUBSCRIBED)
-	if !strings.Contains(r.log.String(), "more than 5 redirects") && len(good.subscribes()) != 1 {
-		t.Errorf("log: %s", r.log)
+	if na, nb := len(a.subscribes()), len(b.subscribes()); na+nb != 6 {
+		t.Errorf("%d+%d SUBSCRIBEs to the looping masters, want the first and 5 redirects", na, nb)
 	}
+	if l := r.c.Leader(); l == nil || l.Host != good.addr() {
+		t.Errorf("Leader() = %v, want the master that answered", l)
+	}
+	// When no master answers, the log says why.
+	r2 := startClient(t, testConfig(codec.JSON, a.addr(), b.addr()))
+	waitFor(t, "the loop in the log", func() bool {
+		return strings.Contains(r2.log.String(), "no Mesos master took SUBSCRIBE: more than 5 redirects between Mesos masters")
+	})
 }
 
 // A dropped connection (here in the middle of a record) ends the
@@ -686,7 +694,8 @@ func TestBadStreams(t *testing.T) {
 func recordFrame(rec []byte) []byte { return append([]byte(fmt.Sprintf("%d\n", len(rec))), rec...) }
 
 // A 4xx answer to SUBSCRIBE is a configuration error: Run ends at once
-// with the master's words instead of looping.
+// with the master's words instead of looping; so is an answer no Mesos
+// master gives (a proxy's redirect, a 202).
 func TestSubscribeRefused(t *testing.T) {
 	cases := []struct {
 		code int
@@ -698,6 +707,8 @@ func TestSubscribeRefused(t *testing.T) {
 		{403, "Forbidden", "answered SUBSCRIBE with 403 Forbidden: Forbidden (the principal is not allowed"},
 		{404, "", "404 Not Found (no Mesos v1 scheduler API at this address"},
 		{415, "Expecting 'Content-Type' of application/json or application/x-protobuf", "415 Unsupported Media Type: Expecting 'Content-Type'"},
+		{302, "", "302 Found (a redirect this client does not follow"},
+		{202, "", "202 Accepted (a Mesos master answers SUBSCRIBE with 200"},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {

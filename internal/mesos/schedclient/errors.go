@@ -119,18 +119,23 @@ func (e *StatusError) hint() string {
 		return " (the master does not speak this encoding)"
 	case http.StatusServiceUnavailable:
 		return " (no leading master yet, or it is still recovering: try again later)"
-	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-		return " (too many redirects between masters)"
+	}
+	switch {
+	case e.Code/100 == 3:
+		return " (a redirect this client does not follow: Mesos redirects to the leader with 307; is a proxy in the way?)"
+	case e.Code/100 == 2 && e.Call == schedulerpb.Call_SUBSCRIBE:
+		return " (a Mesos master answers SUBSCRIBE with 200 and an event stream: is this a Mesos master?)"
 	}
 	return ""
 }
 
 // transient answers to SUBSCRIBE can heal by themselves: 5xx (503 while
-// there is no leader or the master recovers), 408 and 429. Other 4xx are
-// the master saying the request is wrong; asking again will not change
-// that.
+// there is no leader or the master recovers), 408 and 429. A 4xx is the
+// master saying the request is wrong, and another 2xx or 3xx says the
+// server is not what a Mesos master would be (a proxy's login redirect):
+// asking again will not change that.
 func (e *StatusError) transient() bool {
-	return e.Code >= 500 || e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests || e.Code < 400
+	return e.Code >= 500 || e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests
 }
 
 // permanent marks an error that ends Run: retrying cannot help.
