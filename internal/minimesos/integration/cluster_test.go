@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,4 +129,60 @@ func get(t *testing.T, url string) *http.Response {
 
 func masterDefaults() master.Config {
 	return master.Config{AllocationInterval: 100 * time.Millisecond}
+}
+
+// link is a TCP relay between an agent and the master that the test can
+// cut: what the agent sends after the cut never arrives, as when its
+// machine dies, and the master only notices missed pings.
+type link struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	cut   bool
+}
+
+func newLink(t *testing.T, target string) *link {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &link{ln: ln}
+	t.Cleanup(l.Cut)
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			l.mu.Lock()
+			if l.cut {
+				in.Close()
+				out.Close()
+			} else {
+				l.conns = append(l.conns, in, out)
+				go func() { io.Copy(out, in); out.Close() }()
+				go func() { io.Copy(in, out); in.Close() }()
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *link) Addr() string { return l.ln.Addr().String() }
+
+// Cut closes the relay's listener and every connection through it.
+func (l *link) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = true
+	l.ln.Close()
+	for _, c := range l.conns {
+		c.Close()
+	}
 }

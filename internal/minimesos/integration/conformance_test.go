@@ -249,7 +249,8 @@ func TestOfferTimeoutFailoverAndAgentLoss(t *testing.T) {
 	cfg.AgentPingTimeout = 200 * time.Millisecond
 	cfg.MaxAgentPingTimeouts = 3
 	c := newCluster(t, cfg)
-	ra := c.addAgent("cpus:2;mem:1024")
+	toMaster := newLink(t, c.addr)
+	ra := c.addAgent("cpus:2;mem:1024", func(cfg *agent.Config) { cfg.Master = toMaster.Addr() })
 	info := fwInfo("failover")
 	info.FailoverTimeout = proto.Float64(60)
 	f := c.framework(codec.JSON, info)
@@ -292,8 +293,10 @@ func TestOfferTimeoutFailoverAndAgentLoss(t *testing.T) {
 		return st.GetTaskId().GetValue() == "t-long" && st.GetState() == mesospb.TaskState_TASK_RUNNING
 	})
 
-	// The agent dies without a word (its processes end with it here; the
-	// master only sees missed pings): TASK_LOST and FAILURE{agent_id}.
+	// The agent's machine dies without a word: nothing it sends arrives
+	// any more (its processes end with it here; the master only sees
+	// missed pings): TASK_LOST and FAILURE{agent_id}.
+	toMaster.Cut()
 	ra.stop()
 	lost := g.waitEvent("TASK_LOST", taskState("t-long", mesospb.TaskState_TASK_LOST))
 	if lost.GetUpdate().GetStatus().GetReason() != mesospb.TaskStatus_REASON_AGENT_REMOVED {
