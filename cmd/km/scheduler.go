@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
+	"github.com/k8sm/k8sm/internal/mesos/masterstate"
 	"github.com/k8sm/k8sm/internal/mesos/mesospb"
 	"github.com/k8sm/k8sm/internal/mesos/schedclient"
 	"github.com/k8sm/k8sm/internal/scheduler"
@@ -118,6 +120,15 @@ func newSchedulerCommand() *cobra.Command {
 				return err
 			}
 			s.SetMesos(mc)
+			s.SetAgentLister(scheduler.AgentListerFunc(func(ctx context.Context) ([]masterstate.Agent, error) {
+				leader := mc.Leader()
+				if leader == nil {
+					return nil, errors.New("not subscribed to a master yet")
+				}
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				return masterstate.Client{}.Agents(ctx, leader)
+			}))
 
 			mux := http.NewServeMux()
 			mux.Handle("/", s.Handler())

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
+	"github.com/k8sm/k8sm/internal/mesos/masterstate"
 	"github.com/k8sm/k8sm/internal/mesos/schedclient"
 	"github.com/k8sm/k8sm/internal/minimesos/master"
 	"github.com/k8sm/k8sm/internal/minimesos/simagent"
@@ -105,6 +107,12 @@ func (e *env) startScheduler() {
 		e.t.Fatal(err)
 	}
 	s.SetMesos(mc)
+	s.SetAgentLister(AgentListerFunc(func(ctx context.Context) ([]masterstate.Agent, error) {
+		if mc.Leader() == nil {
+			return nil, errors.New("not subscribed")
+		}
+		return masterstate.Client{}.Agents(ctx, mc.Leader())
+	}))
 	done := make(chan struct{}, 2)
 	go func() { s.Run(ctx); done <- struct{}{} }()
 	go func() { mc.Run(ctx, s); done <- struct{}{} }()
@@ -306,5 +314,41 @@ func TestAgentLossAndSchedulerRestart(t *testing.T) {
 	})
 	if cur := e.get("survivor"); cur == nil || cur.Status.Phase == corev1.PodFailed {
 		t.Fatalf("the survivor was touched: %v", cur)
+	}
+}
+
+// An agent that joins while the scheduler has suppressed its offers (no
+// pod waits) still becomes a Ready Node: the scheduler reads the master's
+// agent list, since no offer will tell it.
+func TestAgentJoiningWhileSuppressedBecomesNode(t *testing.T) {
+	e := newEnv(t, 1, "cpus:2;mem:4096")
+	suppressed := func() bool {
+		ch := make(chan bool, 1)
+		e.sched.do(func() { ch <- e.sched.st.suppressed })
+		return <-ch
+	}
+	waitUntil(t, "offers suppressed", suppressed)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	late, err := simagent.New(simagent.Config{Master: e.addr, Count: 1, Resources: "cpus:3;mem:1024",
+		Attributes: "rack:r2", HostnamePrefix: "late-", RetryInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go late.Run(ctx)
+	waitUntil(t, "Node late-1 Ready with the agent's resources", func() bool {
+		n, err := e.client.CoreV1().Nodes().Get(context.Background(), "late-1", metav1.GetOptions{})
+		if err != nil || n.Status.Capacity.Cpu().MilliValue() != 3000 {
+			return false
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return true
+			}
+		}
+		return false
+	})
+	if !suppressed() {
+		t.Fatal("the scheduler revived its offers to find the agent; it should have read the agent list")
 	}
 }

@@ -48,8 +48,10 @@ type Scheduler struct {
 	cfg    Config
 	client kubernetes.Interface
 	mesos  MesosAPI
-	log    *log.Logger
-	now    func() time.Time
+	// agentLister, if set, tells of agents that make no offers.
+	agentLister AgentLister
+	log         *log.Logger
+	now         func() time.Time
 
 	st   *state
 	work chan func()
@@ -147,6 +149,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}()
 	go s.nodes.run(ctx)
+	go s.watchAgents(ctx)
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, nodeInf.HasSynced) {
 		return ctx.Err()
