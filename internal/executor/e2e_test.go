@@ -279,6 +279,32 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 	if len(ownedProcesses(c.agentDir)) == 0 {
 		t.Fatal("no process carries the agent's mark: the check below would prove nothing")
 	}
+	var survivors []string
+	if list, err := c.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range list.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				survivors = append(survivors, p.Name)
+			}
+		}
+	}
+	if len(survivors) == 0 {
+		t.Fatal("no pod runs before the agent stops: the shutdown status check below would prove nothing")
+	}
 	c.stopAgt()
 	waitFor(t, "no process left", 20*time.Second, func() bool { return len(ownedProcesses(c.agentDir)) == 0 })
+	// Its pods are Failed, saying why (not a failure of their own).
+	for _, name := range survivors {
+		var last string
+		waitFor(t, name+" Failed as Terminated by the shutdown", 20*time.Second, func() bool {
+			p := c.pod(t, name)
+			if p == nil {
+				return false
+			}
+			if last != string(p.Status.Phase)+p.Status.Reason {
+				last = string(p.Status.Phase) + p.Status.Reason
+				t.Logf("pod %s: %s %q %q", name, p.Status.Phase, p.Status.Reason, p.Status.Message)
+			}
+			return p.Status.Phase == corev1.PodFailed && p.Status.Reason == "Terminated" && strings.Contains(p.Status.Message, "executor was shut down")
+		})
+	}
 }

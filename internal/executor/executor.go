@@ -75,11 +75,17 @@ type Executor struct {
 func (e *Executor) Done() <-chan struct{} { return e.done }
 
 type running struct {
-	task    *mesospb.TaskInfo
-	pod     *pods.Pod
-	spec    *corev1.Pod
-	killed  bool
-	stateUp mesospb.TaskState // last state sent to Mesos
+	task   *mesospb.TaskInfo
+	pod    *pods.Pod
+	spec   *corev1.Pod
+	killed bool
+	// shutdown: killed because the executor was shut down, not for the
+	// pod's own sake (the kubelet's graceful node shutdown).
+	shutdown bool
+	stateUp  mesospb.TaskState // last state sent to Mesos
+	// over is closed once the pod's final status and the task's terminal
+	// state are sent.
+	over chan struct{}
 }
 
 // New makes an executor.
@@ -203,7 +209,7 @@ func (e *Executor) launch(ctx context.Context, t *mesospb.TaskInfo) {
 		e.mu.Unlock()
 		return // a resent LAUNCH
 	}
-	r := &running{task: t, spec: spec}
+	r := &running{task: t, spec: spec, over: make(chan struct{})}
 	e.pods[id] = r
 	e.mu.Unlock()
 	e.update(ctx, t, mesospb.TaskState_TASK_STARTING, nil, "")
@@ -270,6 +276,7 @@ func (e *Executor) ended(ctx context.Context, id string) {
 	e.mu.Lock()
 	delete(e.pods, id)
 	e.mu.Unlock()
+	close(r.over)
 }
 
 // kill terminates a pod with the kill policy's grace period (else the
@@ -304,6 +311,7 @@ func (e *Executor) Shutdown(ctx context.Context) {
 	var all []*running
 	for _, r := range e.pods {
 		r.killed = true
+		r.shutdown = true
 		all = append(all, r)
 	}
 	e.mu.Unlock()
@@ -317,6 +325,12 @@ func (e *Executor) Shutdown(ctx context.Context) {
 				grace = time.Duration(*g) * time.Second
 			}
 			r.pod.Terminate(grace)
+			// The executor exits after Shutdown: the pod's final status
+			// and its task's terminal state go out first.
+			select {
+			case <-r.over:
+			case <-ctx.Done():
+			}
 		}(r)
 	}
 	wg.Wait()
@@ -346,6 +360,15 @@ func (e *Executor) syncStatus(ctx context.Context, id string) {
 		return
 	}
 	status := r.pod.Status(e.cfg.HostIP)
+	e.mu.Lock()
+	shutdown := r.shutdown
+	e.mu.Unlock()
+	if shutdown && status.Phase == corev1.PodFailed && status.Reason == "" {
+		// As the kubelet's graceful node shutdown says it: the pod did
+		// not fail of itself, and its controller replaces it.
+		status.Reason = "Terminated"
+		status.Message = "the pod was terminated because its km executor was shut down (its Mesos agent stopped or the framework was removed)"
+	}
 	pods := e.cfg.Client.CoreV1().Pods(r.spec.Namespace)
 	for attempt := 0; attempt < 3; attempt++ {
 		cur, err := pods.Get(ctx, r.spec.Name, metav1.GetOptions{})

@@ -136,6 +136,9 @@ func TestPodLifecycle(t *testing.T) {
 		t.Fatalf("b did not get SIGTERM: %q", readLog(t, p, "b"))
 	}
 	<-p.Done()
+	if p.Phase() != corev1.PodFailed {
+		t.Fatalf("a pod killed whose container a ran until the SIGTERM: phase %v, want Failed", p.Phase())
+	}
 }
 
 func conditionTrue(st corev1.PodStatus, t corev1.PodConditionType) bool {
@@ -166,6 +169,13 @@ func TestCrashLoopBackOff(t *testing.T) {
 	})
 	if p.Phase() != corev1.PodRunning {
 		t.Fatalf("a crash-looping pod is Running, got %v", p.Phase())
+	}
+	// Killed while it waits out its backoff, it ends Failed: a pod that
+	// will never run again is not Running.
+	p.Terminate(time.Second)
+	<-p.Done()
+	if p.Phase() != corev1.PodFailed {
+		t.Fatalf("a crash-looping pod killed: phase %v, want Failed", p.Phase())
 	}
 }
 

@@ -40,6 +40,14 @@ func (p *Pod) phaseLocked() corev1.PodPhase {
 			}
 		}
 	}
+	if p.done && p.terminating {
+		// Killed: nothing runs or restarts any more, whatever state a
+		// container was left in (waiting out a CrashLoopBackOff, say).
+		if succeeded == len(p.containers) {
+			return corev1.PodSucceeded
+		}
+		return corev1.PodFailed
+	}
 	switch {
 	case waiting > 0:
 		return corev1.PodPending
