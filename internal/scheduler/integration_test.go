@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/k8sm/k8sm/internal/mesos/codec"
 	"github.com/k8sm/k8sm/internal/mesos/masterstate"
@@ -284,13 +285,36 @@ func TestAgentLossAndSchedulerRestart(t *testing.T) {
 		t.Fatalf("%d tasks after the scheduler restart", n)
 	}
 
+	// What an executor would have written: a running, ready container.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		running := e.get(p.Name).DeepCopy()
+		running.Status.Phase = corev1.PodRunning
+		running.Status.Conditions = append(running.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
+		running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: running.Spec.Containers[0].Name, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
+		_, err := e.client.CoreV1().Pods("default").UpdateStatus(context.Background(), running, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The RC pod's agent dies: its pod is marked Failed with the Mesos
-	// reason, and the RC replaces it on the agent that is left.
+	// reason, its container no longer counted ready, and the RC replaces
+	// it on the agent that is left.
 	e.agents.Kill(p.Spec.NodeName)
 	waitUntil(t, "the lost pod marked Failed", func() bool {
 		cur := e.get(p.Name)
 		return cur != nil && cur.Status.Phase == corev1.PodFailed && cur.Status.Reason == "TaskLost" && strings.Contains(cur.Status.Message, "REASON_AGENT_REMOVED")
 	})
+	lost := e.get(p.Name)
+	if cs := lost.Status.ContainerStatuses; len(cs) != 1 || cs[0].Ready || cs[0].State.Terminated == nil || cs[0].State.Terminated.Reason != "ContainerStatusUnknown" {
+		t.Errorf("the lost pod's container status: %+v; want not ready, terminated with ContainerStatusUnknown", cs)
+	}
+	for _, c := range lost.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionFalse {
+			t.Errorf("the lost pod's Ready condition: %+v; want False", c)
+		}
+	}
 	waitUntil(t, "a replacement bound elsewhere", func() bool {
 		list, _ := e.client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=web"})
 		for _, np := range list.Items {

@@ -855,7 +855,30 @@ func (s *Scheduler) taskEnded(ctx context.Context, t *task, st *mesospb.TaskStat
 	for i := range p.Status.Conditions {
 		if p.Status.Conditions[i].Type == corev1.PodReady || p.Status.Conditions[i].Type == corev1.ContainersReady {
 			p.Status.Conditions[i].Status = corev1.ConditionFalse
+			p.Status.Conditions[i].Reason = "PodFailed"
+			p.Status.Conditions[i].LastTransitionTime = metav1.Now()
 		}
+	}
+	// The executor that would report the containers' ends is gone with
+	// the task: as the kubelet does for containers it cannot find, they
+	// are shown terminated with an unknown status, so that kubectl's
+	// READY column does not keep counting them.
+	for i := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[i]
+		if cs.State.Terminated != nil {
+			continue
+		}
+		var started metav1.Time
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+		cs.Ready = false
+		f := false
+		cs.Started = &f
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 137, Reason: "ContainerStatusUnknown", StartedAt: started, FinishedAt: metav1.Now(),
+			Message: "the container's state is unknown: its Mesos task ended (" + st.GetState().String() + ")",
+		}}
 	}
 	if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		s.log.Printf("cannot mark pod %s failed: %v", t.podKey, err)
