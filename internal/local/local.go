@@ -151,7 +151,6 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		{"127.0.0.1", EtcdPort, "etcd"}, {"127.0.0.1", EtcdPeerPort, "etcd peers"},
 		{"127.0.0.1", APIServerPort, "kube-apiserver"}, {"127.0.0.1", CMPort, "controller-manager"},
 		{"127.0.0.1", MasterPort, "Mesos master"}, {"127.0.0.1", SchedulerPort, "km scheduler"},
-		{"127.0.0.1", AgentPort, "Mesos agent"}, {"127.0.0.1", KubeletAPIPort, "executor's kubelet API"},
 	} {
 		if err := checkPort(p.ip, p.port, p.what); err != nil {
 			return nil, err
@@ -160,6 +159,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if _, isLoopback := nw.(Loopback); isLoopback {
 		for i := 1; i <= cfg.Agents; i++ {
 			if err := checkPort(nw.AgentIP(i), AgentPort, fmt.Sprintf("agent-%d", i)); err != nil {
+				return nil, err
+			}
+			if err := checkPort(nw.AgentIP(i), KubeletAPIPort, fmt.Sprintf("agent-%d's kubelet API", i)); err != nil {
 				return nil, err
 			}
 		}
@@ -415,6 +417,7 @@ func (c *Cluster) Stop() {
 		}
 	}
 	c.wg.Wait()
+	c.endLeftovers()
 	if c.network != nil {
 		c.network.Teardown()
 		c.network = nil
@@ -423,6 +426,64 @@ func (c *Cluster) Stop() {
 		c.lock.Close()
 		c.lock = nil
 	}
+}
+
+// endLeftovers ends what the agents left running. An agent that was
+// down when km local stopped (killed, in its restart backoff) did not shut
+// its executors down: Mesos executors outlive their agent on purpose,
+// waiting for it to recover them. Nothing recovers them after km local
+// stops, so they and their containers go: SIGTERM, 10 s, SIGKILL.
+func (c *Cluster) endLeftovers() {
+	find := func() []int {
+		pids := map[int]bool{}
+		if c.network != nil {
+			for _, pid := range c.network.Processes(c.cfg.Agents) {
+				pids[pid] = true
+			}
+		}
+		for _, pid := range processesIn(filepath.Join(c.cfg.DataDir, "agents")) {
+			pids[pid] = true
+		}
+		delete(pids, os.Getpid())
+		var r []int
+		for pid := range pids {
+			r = append(r, pid)
+		}
+		return r
+	}
+	left := find()
+	if len(left) == 0 {
+		return
+	}
+	fmt.Fprintf(c.cfg.Out, "km local: ending %d processes the agents left (executors of an agent that was down): %v\n", len(left), left)
+	for _, pid := range left {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(left) > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		left = find()
+	}
+	for _, pid := range left {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// processesIn lists the processes whose working directory is under dir.
+func processesIn(dir string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // Kubeconfig is the admin kubeconfig of the cluster.

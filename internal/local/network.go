@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -25,6 +26,9 @@ type Network interface {
 	Setup(n int) error
 	Teardown()
 	Describe(n int) string
+	// Processes lists what still runs where the n agents live (nil when
+	// that cannot be told apart from the rest of the machine).
+	Processes(n int) []int
 }
 
 // Loopback puts agent i on 127.0.1.i: no privileges needed, but services
@@ -36,6 +40,7 @@ func (Loopback) AgentIP(i int) string                  { return fmt.Sprintf("127
 func (Loopback) Command(_ int, argv []string) []string { return argv }
 func (Loopback) Setup(int) error                       { return nil }
 func (Loopback) Teardown()                             {}
+func (Loopback) Processes(int) []int                   { return nil }
 func (Loopback) Describe(n int) string {
 	return fmt.Sprintf("agent-1..agent-%d on 127.0.1.1..127.0.1.%d (loopback)", n, n)
 }
@@ -166,6 +171,23 @@ func (ns *Netns) removeAll(n int) {
 	if _, err := net.InterfaceByName(bridgeName); err == nil {
 		ns.ip("link", "del", bridgeName)
 	}
+}
+
+// Processes lists the processes of the agents' namespaces (ip netns pids).
+func (ns *Netns) Processes(n int) []int {
+	var pids []int
+	for i := 1; i <= n; i++ {
+		out, err := exec.Command("ip", "netns", "pids", netnsName(i)).Output()
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }
 
 func (ns *Netns) Teardown() {
