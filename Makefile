@@ -40,7 +40,14 @@ fuzz:
 	$(GO) test ./internal/mesos/recordio -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/mesos/codec -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/mesos/codec -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/mesos/resources -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/resources -run '^$$' -fuzz 'FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/resources -run '^$$' -fuzz FuzzMath -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/schedclient -run '^$$' -fuzz FuzzDecodeEvent -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/schedclient -run '^$$' -fuzz FuzzRedirect -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/execclient -run '^$$' -fuzz FuzzConfigFromEnv -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/execclient -run '^$$' -fuzz FuzzDuration -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/execclient -run '^$$' -fuzz FuzzEventStream -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/mesos/masterstate -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
