@@ -691,3 +691,42 @@ func assertNoNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalLoopback: without network namespaces (not root, or
+// --agent-network loopback) the agents take 127.0.1.N and pods run there.
+func TestLocalLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("km local end-to-end suite: not in -short mode")
+	}
+	if _, err := os.Stat(kubectlPath); err != nil {
+		t.Fatalf("the end-to-end suite drives the real kubectl at %s: %v (install kubectl there)", kubectlPath, err)
+	}
+	km := kmbinary.Path(t)
+	dataDir := t.TempDir()
+	c := startLocal(t, km, dataDir, "--agent-network", "loopback")
+	if !strings.Contains(c.out.String(), "agent-1..agent-2 on 127.0.1.1..127.0.1.2 (loopback)") {
+		t.Errorf("km local's output does not say where the agents are:\n%s", c.out.String())
+	}
+	c.kubectl(t, "apply", "-f", filepath.Join(examplesDir(t), "pod.yaml"), "-f", filepath.Join(examplesDir(t), "host-ports.yaml"))
+	pods := c.wantRunning(t, 3*time.Minute, map[string]int{"hello": 1, "wildcard-port": 1})
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodRunning && !strings.HasPrefix(p.Status.HostIP, "127.0.1.") {
+			t.Errorf("pod %s runs on %q, want an agent's 127.0.1.N", p.Name, p.Status.HostIP)
+		}
+		if p.Name == "wildcard-port" {
+			port := p.Annotations["k8s.mesosphere.io/port_TCP_8080"]
+			eventually(t, time.Minute, "wildcard-port answers on its host port", func() (bool, string) {
+				_, err := httpGet("http://" + p.Status.HostIP + ":" + port + "/")
+				return err == nil, fmt.Sprint(err)
+			})
+		}
+	}
+	eventually(t, time.Minute, "kubectl logs hello", func() (bool, string) {
+		out, _ := c.tryKubectl("logs", "hello")
+		return strings.Contains(out, "hello from hello on agent-"), out
+	})
+	c.stop(t)
+	if left := processesUnder(dataDir); len(left) > 0 {
+		t.Fatalf("processes left after km local stopped:\n%s", strings.Join(left, "\n"))
+	}
+}
