@@ -31,7 +31,7 @@ func init() {
 func newExecutorCommand() *cobra.Command {
 	var kubeconfig, cgroupParent string
 	var kubeletPort int
-	var restartBackoff time.Duration
+	var restartBackoff, suicideTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "executor",
 		Short: "Run pods on a Mesos agent (started by the agent for km's scheduler; the kubelet's role)",
@@ -63,7 +63,7 @@ func newExecutorCommand() *cobra.Command {
 				sandbox, _ = os.Getwd()
 			}
 			e := executor.New(executor.Config{Client: client, Mesos: mc, Runtime: runtime.NewProcess(cgroupParent),
-				Sandbox: sandbox, HostIP: hostIP, RestartBackoff: restartBackoff, Logger: logger})
+				Sandbox: sandbox, HostIP: hostIP, RestartBackoff: restartBackoff, IdleTimeout: suicideTimeout, Logger: logger})
 
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -86,8 +86,8 @@ func newExecutorCommand() *cobra.Command {
 				e.Shutdown(context.Background())
 				return nil
 			case <-e.Done():
-				// SHUTDOWN: every pod is stopped; give the terminal
-				// updates a moment to reach the agent.
+				// SHUTDOWN (every pod is stopped) or idle: give the
+				// terminal updates a moment to reach the agent.
 				time.Sleep(500 * time.Millisecond)
 				return nil
 			case err := <-done:
@@ -105,6 +105,7 @@ func newExecutorCommand() *cobra.Command {
 	fs.StringVar(&kubeconfig, "kubeconfig", "executor.kubeconfig", "kubeconfig of the apiserver (pod status, events)")
 	fs.IntVar(&kubeletPort, "kubelet-port", 10250, "port of the kubelet API (logs) on the agent's address")
 	fs.DurationVar(&restartBackoff, "restart-backoff", 10*time.Second, "first delay before restarting a failed container (doubles up to 5m)")
+	fs.DurationVar(&suicideTimeout, "suicide-timeout", 20*time.Minute, "exit after running no pod for this long (0: never); the scheduler's next pod on the agent starts a new executor")
 	fs.StringVar(&cgroupParent, "cgroup-parent", "km", "cgroup under which containers get their memory and cpu limits")
 	return cmd
 }

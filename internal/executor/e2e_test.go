@@ -42,6 +42,7 @@ type cluster struct {
 	cp       *controlplane.ControlPlane
 	client   kubernetes.Interface
 	agentDir string
+	sched    *scheduler.Scheduler
 	stopAll  func()
 	stopAgt  func()
 }
@@ -90,7 +91,7 @@ func startCluster(t *testing.T) *cluster {
 	sctx, scancel := context.WithCancel(context.Background())
 	go s.Run(sctx)
 	go mc.Run(sctx, s)
-	c := &cluster{cp: cp, client: client, agentDir: dir}
+	c := &cluster{cp: cp, client: client, agentDir: dir, sched: s}
 	c.stopAgt = func() {
 		acancel()
 		select {

@@ -51,7 +51,11 @@ type Config struct {
 	NodeName string
 	// RestartBackoff is the kubelet's initial restart backoff (10s).
 	RestartBackoff time.Duration
-	Logger         *log.Logger
+	// IdleTimeout: an executor that runs no pod for this long exits
+	// (k8sm's --suicide-timeout), so idle agents do not keep one; 0
+	// keeps it forever. The next pod starts a new one.
+	IdleTimeout time.Duration
+	Logger      *log.Logger
 }
 
 // Executor runs the pods of its agent.
@@ -61,8 +65,10 @@ type Executor struct {
 
 	mu   sync.Mutex
 	pods map[string]*running // by task ID
-	// shutdown: SHUTDOWN received, no new pods.
+	// shutdown: SHUTDOWN received (or exiting idle), no new pods.
 	shutdown bool
+	// idleSince: when the last pod ended (zero while pods run).
+	idleSince time.Time
 
 	dirty chan string // task IDs whose pod status changed
 	// done is closed when a SHUTDOWN has been carried out: the executor
@@ -71,7 +77,8 @@ type Executor struct {
 	doneOnce sync.Once
 }
 
-// Done is closed once the agent's SHUTDOWN has been carried out.
+// Done is closed once the agent's SHUTDOWN has been carried out, or the
+// executor decided to exit idle.
 func (e *Executor) Done() <-chan struct{} { return e.done }
 
 type running struct {
@@ -96,11 +103,41 @@ func New(cfg Config) *Executor {
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Client.CoreV1().Events("")})
 	return &Executor{
-		cfg:      cfg,
-		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName}),
-		pods:     map[string]*running{},
-		dirty:    make(chan string, 4096),
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		recorder:  broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName}),
+		pods:      map[string]*running{},
+		dirty:     make(chan string, 4096),
+		done:      make(chan struct{}),
+		idleSince: time.Now(),
+	}
+}
+
+// exitIfIdle ends the executor if it runs no pod, and tells whether it
+// did. Taking the shutdown mark under the lock closes the race with a
+// LAUNCH: a pod is either here (and the executor stays) or refused.
+func (e *Executor) exitIfIdle(why string) bool {
+	e.mu.Lock()
+	if len(e.pods) > 0 || e.shutdown {
+		e.mu.Unlock()
+		return false
+	}
+	e.shutdown = true
+	e.mu.Unlock()
+	e.cfg.Logger.Printf("exiting: %s, and no pod runs here", why)
+	e.doneOnce.Do(func() { close(e.done) })
+	return true
+}
+
+// checkIdle exits once the executor has run no pod for IdleTimeout.
+func (e *Executor) checkIdle(now time.Time) {
+	if e.cfg.IdleTimeout <= 0 {
+		return
+	}
+	e.mu.Lock()
+	idle := len(e.pods) == 0 && !e.idleSince.IsZero() && now.Sub(e.idleSince) >= e.cfg.IdleTimeout
+	e.mu.Unlock()
+	if idle {
+		e.exitIfIdle(fmt.Sprintf("idle for %v (--suicide-timeout)", e.cfg.IdleTimeout))
 	}
 }
 
@@ -115,11 +152,12 @@ func (e *Executor) Run(ctx context.Context) {
 			return
 		case id := <-e.dirty:
 			pending[id] = true
-		case <-t.C:
+		case now := <-t.C:
 			for id := range pending {
 				e.syncStatus(ctx, id)
 				delete(pending, id)
 			}
+			e.checkIdle(now)
 		}
 	}
 }
@@ -146,6 +184,14 @@ func (e *Executor) Event(ctx context.Context, ev *executorpb.Event) {
 	case executorpb.Event_SHUTDOWN:
 		e.Shutdown(ctx)
 		e.doneOnce.Do(func() { close(e.done) })
+	case executorpb.Event_MESSAGE:
+		if data := string(ev.GetMessage().GetData()); data == podtask.KamikazeMessage {
+			if !e.exitIfIdle("the scheduler said kamikaze") {
+				e.cfg.Logger.Printf("kamikaze ignored: pods run here")
+			}
+		} else {
+			e.cfg.Logger.Printf("ignoring a framework message of %d bytes: km's scheduler sends only %q", len(data), podtask.KamikazeMessage)
+		}
 	case executorpb.Event_ERROR:
 		e.cfg.Logger.Printf("agent error: %s", ev.GetError().GetMessage())
 	}
@@ -211,6 +257,7 @@ func (e *Executor) launch(ctx context.Context, t *mesospb.TaskInfo) {
 	}
 	r := &running{task: t, spec: spec, over: make(chan struct{})}
 	e.pods[id] = r
+	e.idleSince = time.Time{}
 	e.mu.Unlock()
 	e.update(ctx, t, mesospb.TaskState_TASK_STARTING, nil, "")
 	if spec.Spec.NodeName == "" {
@@ -275,6 +322,9 @@ func (e *Executor) ended(ctx context.Context, id string) {
 	}
 	e.mu.Lock()
 	delete(e.pods, id)
+	if len(e.pods) == 0 {
+		e.idleSince = time.Now()
+	}
 	e.mu.Unlock()
 	close(r.over)
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sort"
 	"time"
+
+	"github.com/k8sm/k8sm/internal/scheduler/podtask"
 )
 
 // Handler serves /healthz, /metrics and the debug endpoints of k8sm's
@@ -44,9 +46,32 @@ func (s *Scheduler) Handler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("/debug/actions/kamikaze", func(w http.ResponseWriter, r *http.Request) {
-		// k8sm's kamikaze told idle executors to exit. km's executors exit
-		// by themselves when idle; there is nothing to send.
-		w.WriteHeader(http.StatusNoContent)
+		// As k8sm's: every executor is told "kamikaze"; those that run no
+		// pod exit (the executor decides, so a pod launched meanwhile is
+		// safe).
+		var agents []string
+		var execID string
+		if !s.inLoop(r.Context(), func() {
+			execID = s.executorID()
+			for id, a := range s.st.agents {
+				if a.alive {
+					agents = append(agents, id)
+				}
+			}
+		}) {
+			http.Error(w, "scheduler busy", http.StatusServiceUnavailable)
+			return
+		}
+		sort.Strings(agents)
+		sent := 0
+		for _, id := range agents {
+			if err := s.mesos.Message(r.Context(), id, execID, []byte(podtask.KamikazeMessage)); err != nil {
+				fmt.Fprintf(w, "agent %s: %v\n", id, err)
+				continue
+			}
+			sent++
+		}
+		fmt.Fprintf(w, "kamikaze sent to executor %s on %d of %d agents; executors that run no pod exit\n", execID, sent, len(agents))
 	})
 	mux.HandleFunc("/debug/scheduler/podqueue", func(w http.ResponseWriter, r *http.Request) {
 		var buf bytes.Buffer

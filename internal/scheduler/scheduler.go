@@ -38,6 +38,7 @@ type MesosAPI interface {
 	Kill(ctx context.Context, taskID, agentID string, grace time.Duration) error
 	Acknowledge(ctx context.Context, st *mesospb.TaskStatus) error
 	Reconcile(ctx context.Context, tasks []schedclient.ReconcileTask) error
+	Message(ctx context.Context, agentID, executorID string, data []byte) error
 	FrameworkID() string
 }
 

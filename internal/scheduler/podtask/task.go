@@ -206,3 +206,7 @@ func PodFromTask(data []byte) (*corev1.Pod, error) {
 	}
 	return pod, nil
 }
+
+// KamikazeMessage is the framework message (Mesos MESSAGE) that tells an
+// executor to exit if it runs no pod: k8sm's /debug/actions/kamikaze.
+const KamikazeMessage = "kamikaze"
