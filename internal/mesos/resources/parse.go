@@ -32,12 +32,12 @@ func Parse(s, defaultRole string) (Resources, error) {
 	if why := checkRole(defaultRole); why != "" {
 		return nil, fmt.Errorf("bad default role %q: %s", defaultRole, why)
 	}
-	if t := strings.TrimSpace(s); strings.HasPrefix(t, "[") {
+	if t := trimASCII(s); strings.HasPrefix(t, "[") {
 		return parseJSON(t, defaultRole)
 	}
 	var items Resources
 	for _, item := range strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == '\n' }) {
-		item = strings.TrimSpace(item)
+		item = trimASCII(item)
 		if item == "" {
 			continue
 		}
@@ -72,16 +72,16 @@ func parseItem(item, defaultRole string) (*mesospb.Resource, error) {
 	if strings.Contains(value, ":") {
 		return nil, fmt.Errorf("bad resource %q: more than one ':'; write name:value, e.g. cpus:4", item)
 	}
-	name, role := strings.TrimSpace(nameRole), defaultRole
+	name, role := trimASCII(nameRole), defaultRole
 	if open := strings.IndexByte(nameRole, '('); open >= 0 {
 		closing := strings.IndexByte(nameRole, ')')
 		if closing < open {
 			return nil, fmt.Errorf("bad resource %q: unbalanced '(' in %q; write name(role):value, e.g. cpus(k8s):2", item, nameRole)
 		}
-		if rest := strings.TrimSpace(nameRole[closing+1:]); rest != "" {
+		if rest := trimASCII(nameRole[closing+1:]); rest != "" {
 			return nil, fmt.Errorf("bad resource %q: unexpected %q after the role; write name(role):value, e.g. cpus(k8s):2", item, rest)
 		}
-		name, role = strings.TrimSpace(nameRole[:open]), strings.TrimSpace(nameRole[open+1:closing])
+		name, role = trimASCII(nameRole[:open]), trimASCII(nameRole[open+1:closing])
 		if role == "" {
 			return nil, fmt.Errorf("bad resource %q: empty role in parentheses; write name(role):value, e.g. cpus(k8s):2", item)
 		}
@@ -232,11 +232,20 @@ func setItems(items []string) ([]string, error) {
 	return sorted, nil
 }
 
+// asciiSpace is the white space Mesos trims and drops; Unicode spaces
+// (U+2008, U+00A0, ...) are part of names and values, as in Mesos.
+const asciiSpace = " \t\n\r\v\f"
+
+// trimASCII trims ASCII white space only: strings.TrimSpace would also
+// trim Unicode spaces, which removeSpaces keeps, so that a value ending
+// in one would not survive a round trip through String.
+func trimASCII(s string) string { return strings.Trim(s, asciiSpace) }
+
 // removeSpaces drops ASCII white space, as Mesos drops the spaces in
 // values ("[31000 - 32000]" is "[31000-32000]"). Byte by byte: other
 // bytes, valid UTF-8 or not, stay as they are.
 func removeSpaces(s string) string {
-	if strings.IndexAny(s, " \t\n\r\v\f") < 0 {
+	if strings.IndexAny(s, asciiSpace) < 0 {
 		return s
 	}
 	b := make([]byte, 0, len(s))
@@ -422,7 +431,7 @@ func jsonItem(it jsonResource, defaultRole string) (*mesospb.Resource, error) {
 func ParseAttributes(s string) ([]*mesospb.Attribute, error) {
 	var out []*mesospb.Attribute
 	for _, item := range strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == '\n' }) {
-		item = strings.TrimSpace(item)
+		item = trimASCII(item)
 		if item == "" {
 			continue
 		}
@@ -437,7 +446,7 @@ func ParseAttributes(s string) ([]*mesospb.Attribute, error) {
 
 func parseAttribute(item string) (*mesospb.Attribute, error) {
 	name, value, ok := strings.Cut(item, ":")
-	name, value = strings.TrimSpace(name), removeSpaces(value)
+	name, value = trimASCII(name), removeSpaces(value)
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("bad attribute %q: expected name:value, e.g. rack:r1", item)
