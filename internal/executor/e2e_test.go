@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -271,6 +272,18 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 				return false
 			}
 			return p.Status.ContainerStatuses[0].State.Terminated.Reason == "OOMKilled"
+		})
+		// Mesos hears it as the containerizer says it.
+		api := httptest.NewServer(c.sched.Handler())
+		defer api.Close()
+		waitFor(t, "TASK_FAILED with REASON_CONTAINER_LIMITATION_MEMORY reaches the scheduler", 30*time.Second, func() bool {
+			resp, err := http.Get(api.URL + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(b), `state="TASK_FAILED",reason="REASON_CONTAINER_LIMITATION_MEMORY"`)
 		})
 	} else {
 		t.Log("cgroups are not writable here: the OOMKilled check is skipped")

@@ -318,7 +318,7 @@ func (e *Executor) ended(ctx context.Context, id string) {
 		if msg == "" {
 			msg = "the pod failed: a container exited non-zero and its restartPolicy does not restart it"
 		}
-		e.update(ctx, r.task, mesospb.TaskState_TASK_FAILED, nil, msg)
+		e.update(ctx, r.task, mesospb.TaskState_TASK_FAILED, failureReason(r.pod.Status(e.cfg.HostIP)), msg)
 	}
 	e.mu.Lock()
 	delete(e.pods, id)
@@ -327,6 +327,20 @@ func (e *Executor) ended(ctx context.Context, id string) {
 	}
 	e.mu.Unlock()
 	close(r.over)
+}
+
+// failureReason is the Mesos reason of a failed pod's task, for the
+// tools that read Mesos rather than Kubernetes: a container killed for
+// its memory limit is REASON_CONTAINER_LIMITATION_MEMORY, as the Mesos
+// containerizer reports it; a plain non-zero exit has no reason, as with
+// Mesos' command executor.
+func failureReason(st corev1.PodStatus) *mesospb.TaskStatus_Reason {
+	for _, cs := range append(append([]corev1.ContainerStatus{}, st.InitContainerStatuses...), st.ContainerStatuses...) {
+		if t := cs.State.Terminated; t != nil && t.Reason == "OOMKilled" {
+			return mesospb.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY.Enum()
+		}
+	}
+	return nil
 }
 
 // kill terminates a pod with the kill policy's grace period (else the
