@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k8sm/k8sm/internal/executor"
@@ -69,12 +70,17 @@ func newExecutorCommand() *cobra.Command {
 			defer stop()
 			// The kubelet API, for kubectl logs through the apiserver.
 			addr := net.JoinHostPort(hostIP, strconv.Itoa(kubeletPort))
+			caPEM, caErr := clusterCA(rc)
 			if tlsCfg, err := kubeletapi.SelfSignedTLS(hostIP); err != nil {
+				logger.Printf("kubelet API not served: %v", err)
+			} else if caErr != nil {
+				logger.Printf("kubelet API not served: it serves only the apiserver, known by the cluster CA, and %v", caErr)
+			} else if err := kubeletapi.RequireClientCerts(tlsCfg, caPEM); err != nil {
 				logger.Printf("kubelet API not served: %v", err)
 			} else if ln, err := net.Listen("tcp", addr); err != nil {
 				logger.Printf("kubelet API not served: port %d on %s is in use (another executor of this agent?): %v", kubeletPort, hostIP, err)
 			} else {
-				srv := &http.Server{Handler: kubeletapi.Handler(e), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
+				srv := &http.Server{Handler: kubeletapi.Authorize(kubeletapi.Handler(e)), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
 				go srv.ServeTLS(ln, "", "")
 				defer srv.Close()
 			}
@@ -108,4 +114,20 @@ func newExecutorCommand() *cobra.Command {
 	fs.DurationVar(&suicideTimeout, "suicide-timeout", 20*time.Minute, "exit after running no pod for this long (0: never); the scheduler's next pod on the agent starts a new executor")
 	fs.StringVar(&cgroupParent, "cgroup-parent", "km", "cgroup under which containers get their memory and cpu limits")
 	return cmd
+}
+
+// clusterCA is the CA of the executor's kubeconfig: the kubelet API trusts
+// the client certificates it signed (the apiserver's among them).
+func clusterCA(rc *rest.Config) ([]byte, error) {
+	if len(rc.TLSClientConfig.CAData) > 0 {
+		return rc.TLSClientConfig.CAData, nil
+	}
+	if rc.TLSClientConfig.CAFile != "" {
+		b, err := os.ReadFile(rc.TLSClientConfig.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("the kubeconfig's CA file: %v", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("the executor's kubeconfig names no CA (certificate-authority-data); give it one")
 }

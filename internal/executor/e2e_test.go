@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log"
 	"net"
@@ -196,6 +197,17 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 	})
 	if out := kubectl(t, c, "logs", "web", "-c", "setup"); !strings.Contains(out, "setting up") {
 		t.Fatalf("init container log: %q", out)
+	}
+	// Straight to the kubelet API without the apiserver's certificate:
+	// refused, as the kubelet refuses it.
+	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if resp, err := insecure.Get("https://127.0.0.1:10250/containerLogs/default/web/main"); err != nil {
+		t.Fatalf("kubelet API: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("kubelet API without a client certificate: %s, want 401", resp.Status)
+		}
 	}
 	follow := exec.Command("/usr/bin/kubectl", "--kubeconfig", c.cp.Kubeconfig(), "logs", "-f", "web", "-c", "main", "--since=1s")
 	out, _ := follow.StdoutPipe()
