@@ -198,6 +198,19 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 	if out := kubectl(t, c, "logs", "web", "-c", "setup"); !strings.Contains(out, "setting up") {
 		t.Fatalf("init container log: %q", out)
 	}
+	// kubectl exec: the container's environment, stdin, the exit code.
+	if out := kubectl(t, c, "exec", "web", "-c", "main", "--", "sh", "-c", "echo exec-ok $MARK"); !strings.Contains(out, "exec-ok "+filepath.Join(c.agentDir, "graceful.mark")) {
+		t.Fatalf("kubectl exec: %q", out)
+	}
+	piped := exec.Command("/usr/bin/kubectl", "--kubeconfig", c.cp.Kubeconfig(), "exec", "-i", "web", "-c", "side", "--", "cat")
+	piped.Stdin = strings.NewReader("through stdin\n")
+	if out, err := piped.CombinedOutput(); err != nil || string(out) != "through stdin\n" {
+		t.Fatalf("kubectl exec -i: %v %q", err, out)
+	}
+	failing := exec.Command("/usr/bin/kubectl", "--kubeconfig", c.cp.Kubeconfig(), "exec", "web", "-c", "main", "--", "sh", "-c", "exit 3")
+	if out, err := failing.CombinedOutput(); failing.ProcessState == nil || failing.ProcessState.ExitCode() != 3 {
+		t.Fatalf("kubectl exec of a command exiting 3: %v %q; want kubectl to exit 3", err, out)
+	}
 	// Straight to the kubelet API without the apiserver's certificate:
 	// refused, as the kubelet refuses it.
 	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}

@@ -8,6 +8,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -474,6 +475,48 @@ func TestLocalCluster(t *testing.T) {
 
 	t.Run("service endpoints answer at HostIP:HostPort", func(t *testing.T) {
 		c.wantEndpoints(t, "web", 2)
+	})
+
+	t.Run("exec and port-forward", func(t *testing.T) {
+		web := running(prefixed(c.pods(t), "web-"))[0]
+		port := web.Annotations["k8s.mesosphere.io/port_TCP_8080"]
+		if out := c.kubectl(t, "exec", web.Name, "--", "sh", "-c", "echo port=$PORT"); strings.TrimSpace(out) != "port="+port {
+			t.Errorf("kubectl exec %s -- echo $PORT: %q, want port=%s", web.Name, out, port)
+		}
+		// port-forward to the container port reaches the server on its
+		// host port.
+		pf := exec.Command(kubectlPath, "--kubeconfig", filepath.Join(dataDir, "kubeconfig"), "port-forward", "pod/"+web.Name, ":8080")
+		stdout, _ := pf.StdoutPipe()
+		var stderr syncBuffer
+		pf.Stderr = &stderr
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pf.Process.Kill(); pf.Wait() }()
+		lines := make(chan string, 8)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		var local string
+		select {
+		case l := <-lines:
+			// "Forwarding from 127.0.0.1:NNNNN -> 8080"
+			if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[2], "127.0.0.1:") {
+				local = f[2]
+			}
+		case <-time.After(time.Minute):
+		}
+		if local == "" {
+			t.Fatalf("kubectl port-forward printed no address; stderr: %s", stderr.String())
+		}
+		body, err := httpGet("http://" + local + "/")
+		if err != nil || !strings.Contains(body, "Directory listing") {
+			t.Fatalf("GET through kubectl port-forward %s: %v %q; kubectl: %s", local, err, body, stderr.String())
+		}
 	})
 
 	t.Run("host ports", func(t *testing.T) {

@@ -1,6 +1,10 @@
-// Package kubeletapi serves the part of the kubelet API the apiserver uses
-// for `kubectl logs`: GET /containerLogs/{namespace}/{pod}/{container} with
-// follow, tailLines, sinceSeconds, timestamps and previous, and /healthz.
+// Package kubeletapi serves the part of the kubelet API the apiserver uses:
+// GET /containerLogs/{namespace}/{pod}/{container} with follow, tailLines,
+// sinceSeconds, sinceTime, limitBytes, timestamps and previous (kubectl
+// logs); /exec/{namespace}/{pod}/{container} and /portForward/{namespace}/{pod}
+// over SPDY or WebSocket (kubectl exec and port-forward; the apiserver
+// turns kubectl's WebSocket into SPDY toward nodes that do not declare
+// ExtendWebSocketsToKubelet, as km's nodes do not); and /healthz.
 package kubeletapi
 
 import (
@@ -47,6 +51,9 @@ func Handler(pods Pods) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/containerLogs/", func(w http.ResponseWriter, r *http.Request) { serveLogs(w, r, pods) })
+	mux.HandleFunc("/exec/", func(w http.ResponseWriter, r *http.Request) { serveExec(w, r, pods) })
+	mux.HandleFunc("/portForward/", func(w http.ResponseWriter, r *http.Request) { servePortForward(w, r, pods) })
+	mux.HandleFunc("/attach/", serveAttach)
 	return mux
 }
 

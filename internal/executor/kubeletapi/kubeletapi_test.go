@@ -231,3 +231,28 @@ func TestOnlyTheAPIServerReadsLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamingRequestsRefused: what exec, port-forward and attach refuse
+// before any upgrade, with a message that says why.
+func TestStreamingRequestsRefused(t *testing.T) {
+	h := Handler(fakePods{&fakePod{dir: t.TempDir()}})
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/exec/ns/p", 400, "expected /exec/{namespace}/{pod}/{container}"},
+		{"/exec/ns/q/c?command=ls&output=1", 404, "pod ns/q is not running on this node"},
+		{"/exec/ns/p/c?command=ls", 400, "you must specify at least 1 of stdin, stdout, stderr"},
+		{"/exec/ns/p/c?output=1", 400, "no command"},
+		{"/exec/ns/p/uid/c?output=1", 400, "no command"}, // the kubelet's form with the pod's uid
+		{"/portForward/ns", 400, "expected /portForward/{namespace}/{pod}"},
+		{"/portForward/ns/q", 404, "pod ns/q is not running on this node"},
+		{"/attach/ns/p/c?output=1", 400, "attach is not supported by km's process runtime"},
+	} {
+		code, body := get(t, h, tc.path)
+		if code != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("GET %s: %d %q, want %d %q", tc.path, code, body, tc.code, tc.body)
+		}
+	}
+}

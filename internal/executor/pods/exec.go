@@ -1,0 +1,201 @@
+package pods
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/k8sm/k8sm/internal/scheduler/podtask"
+)
+
+// WinSize is a terminal's size, for exec with a TTY.
+type WinSize struct{ Cols, Rows uint16 }
+
+// Exec runs a command in a running container's environment (its
+// variables and working directory), as `kubectl exec` asks the kubelet
+// to: stdin, stdout and stderr are the caller's, or one terminal when tty
+// is set. It returns the command's exit code; err says why it could not
+// run. The command ends with the request (ctx) or with the pod.
+func (p *Pod) Exec(ctx context.Context, name string, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool, resize <-chan WinSize) (int, error) {
+	if len(argv) == 0 {
+		return 0, errors.New("no command to run: give one after --")
+	}
+	p.mu.Lock()
+	var c *container
+	for _, x := range append(append([]*container{}, p.init...), p.containers...) {
+		if x.spec.Name == name {
+			c = x
+		}
+	}
+	running := c != nil && c.running != nil
+	p.mu.Unlock()
+	if c == nil {
+		return 0, fmt.Errorf("container %q is not in pod %s/%s", name, p.spec.Namespace, p.spec.Name)
+	}
+	if !running {
+		return 0, fmt.Errorf("container %q of pod %s/%s is not running", name, p.spec.Namespace, p.spec.Name)
+	}
+	env, _, err := Environment(p.spec, c.spec, p.cfg.HostIP, p.cfg.BaseEnv, p.cfg.Lookup)
+	if err != nil {
+		return 0, err
+	}
+	dir := c.spec.WorkingDir
+	if dir == "" {
+		dir = p.dir("containers", c.spec.Name)
+	}
+	path, err := lookPathIn(argv[0], env)
+	if err != nil {
+		return 0, err
+	}
+	cmd := &exec.Cmd{Path: path, Args: argv, Env: env, Dir: dir}
+	// The command ends with the request or the pod, whichever goes first.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.ctx.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if tty {
+		return execTTY(ctx, cmd, stdin, stdout, resize)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Output copying ends when every holder of the pipes is gone; a
+	// daemon the command left behind must not hold the request forever.
+	cmd.WaitDelay = 2 * time.Second
+	var in io.WriteCloser
+	if stdin != nil {
+		if in, err = cmd.StdinPipe(); err != nil {
+			return 0, err
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("cannot run %q in container %q: %v", argv[0], name, err)
+	}
+	if in != nil {
+		// Not waited for: the client may never close its stdin.
+		go func() { io.Copy(in, stdin); in.Close() }()
+	}
+	stop := context.AfterFunc(ctx, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	defer stop()
+	return exitCode(cmd.Wait())
+}
+
+func execTTY(ctx context.Context, cmd *exec.Cmd, stdin io.Reader, stdout io.Writer, resize <-chan WinSize) (int, error) {
+	// pty.Start makes the command a session leader with the terminal as
+	// its controlling one, as a shell expects.
+	// A size already known is the terminal's from the start.
+	var size *pty.Winsize
+	select {
+	case sz, ok := <-resize:
+		if ok {
+			size = &pty.Winsize{Cols: sz.Cols, Rows: sz.Rows}
+		}
+	default:
+	}
+	term, err := pty.StartWithSize(cmd, size)
+	if err != nil {
+		return 0, fmt.Errorf("cannot run %q on a terminal: %v", cmd.Args[0], err)
+	}
+	defer term.Close()
+	stop := context.AfterFunc(ctx, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	defer stop()
+	ended := make(chan struct{})
+	defer close(ended)
+	if resize != nil {
+		go func() {
+			for {
+				select {
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					pty.Setsize(term, &pty.Winsize{Cols: sz.Cols, Rows: sz.Rows})
+				case <-ended:
+					return
+				}
+			}
+		}()
+	}
+	if stdin != nil {
+		go io.Copy(term, stdin)
+	}
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(stdout, term) // ends with EIO once the terminal's last user is gone
+		close(copied)
+	}()
+	code, err := exitCode(cmd.Wait())
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+	}
+	return code, err
+}
+
+func exitCode(err error) (int, error) {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	case errors.Is(err, exec.ErrWaitDelay):
+		return 0, nil
+	}
+	return 0, err
+}
+
+// lookPathIn finds a command on the PATH of the container's environment,
+// which is not necessarily the executor's.
+func lookPathIn(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range filepath.SplitList(path) {
+		f := filepath.Join(d, file)
+		if st, err := os.Stat(f); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("%q not found on the container's PATH (%s): km's process runtime runs commands of the agent machine", file, path)
+}
+
+// PortAddr is where the pod's port answers on this agent: a container
+// port with an assigned host port is reached there (the pod shares the
+// agent's network in the process runtime), any other port as it is.
+func (p *Pod) PortAddr(port int32) string {
+	for _, c := range p.spec.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.ContainerPort == port {
+				if hp, ok := podtask.HostPortOf(p.spec, cp); ok {
+					port = hp
+				}
+			}
+		}
+	}
+	return net.JoinHostPort(p.cfg.HostIP, strconv.Itoa(int(port)))
+}
