@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/creack/pty"
 
+	"github.com/k8sm/k8sm/internal/executor/runtime"
 	"github.com/k8sm/k8sm/internal/scheduler/podtask"
 )
 
@@ -54,9 +52,9 @@ func (p *Pod) Exec(ctx context.Context, name string, argv []string, stdin io.Rea
 	if dir == "" {
 		dir = p.dir("containers", c.spec.Name)
 	}
-	path, err := lookPathIn(argv[0], env)
+	path, err := runtime.LookPath(argv[0], env)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%q not found on the container's PATH: km's process runtime runs the agent machine's commands", argv[0])
 	}
 	cmd := &exec.Cmd{Path: path, Args: argv, Env: env, Dir: dir}
 	// The command ends with the request or the pod, whichever goes first.
@@ -161,27 +159,6 @@ func exitCode(err error) (int, error) {
 		return 0, nil
 	}
 	return 0, err
-}
-
-// lookPathIn finds a command on the PATH of the container's environment,
-// which is not necessarily the executor's.
-func lookPathIn(file string, env []string) (string, error) {
-	if strings.Contains(file, "/") {
-		return file, nil
-	}
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, d := range filepath.SplitList(path) {
-		f := filepath.Join(d, file)
-		if st, err := os.Stat(f); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return f, nil
-		}
-	}
-	return "", fmt.Errorf("%q not found on the container's PATH (%s): km's process runtime runs commands of the agent machine", file, path)
 }
 
 // PortAddr is where the pod's port answers on this agent: a container
