@@ -63,6 +63,9 @@ func newExecutorCommand() *cobra.Command {
 			if sandbox == "" {
 				sandbox, _ = os.Getwd()
 			}
+			// Containers an earlier run of this executor left (it died
+			// without stopping them) go before new ones start.
+			executor.ReapEarlierRuns(sandbox, 10*time.Second, logger)
 			e := executor.New(executor.Config{Client: client, Mesos: mc, Runtime: runtime.NewProcess(cgroupParent),
 				Sandbox: sandbox, HostIP: hostIP, RestartBackoff: restartBackoff, IdleTimeout: suicideTimeout, Logger: logger})
 

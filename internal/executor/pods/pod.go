@@ -158,6 +158,10 @@ func (p *Pod) finish() {
 	}
 }
 
+// PIDDir is the directory of a pod's directory that holds its
+// containers' PID files (see ReapEarlierRuns in the executor).
+const PIDDir = "pids"
+
 func (p *Pod) dir(parts ...string) string {
 	return filepath.Join(append([]string{p.cfg.Dir, string(p.spec.UID)}, parts...)...)
 }
@@ -322,6 +326,7 @@ func (p *Pod) runOnce(c *container) (runtime.Exit, bool) {
 	spec := runtime.Spec{
 		ID: c.runID, Argv: Command(c.spec, vars), Env: env, Dir: dir,
 		LogPath: p.LogPath(c.spec.Name, run), MaxLogBytes: p.cfg.MaxLogBytes,
+		PIDFile: p.dir(PIDDir, c.spec.Name+".pid"),
 	}
 	if q, ok := c.spec.Resources.Limits[corev1.ResourceMemory]; ok {
 		spec.MemoryLimit = q.Value()

@@ -31,6 +31,10 @@ type Spec struct {
 	// MemoryLimit in bytes and CPUMillis, 0 for none.
 	MemoryLimit int64
 	CPUMillis   int64
+	// PIDFile, if set, holds "<pid> <start time>" of the container's
+	// process group while it runs, so that a later executor of the agent
+	// can end what an executor that died left behind (ReapPIDFiles).
+	PIDFile string
 }
 
 // Exit is how a container ended.
@@ -142,6 +146,12 @@ func (p *Process) Start(spec Spec) (Container, error) {
 		// limit still holds for the container's main process.)
 		cg.add(cmd.Process.Pid)
 	}
+	if spec.PIDFile != "" {
+		if err := writePIDFile(spec.PIDFile, cmd.Process.Pid); err != nil {
+			// Not fatal: only the cleanup after a crashed executor needs it.
+			fmt.Fprintf(os.Stderr, "km executor: %v (this container is not ended if the executor dies)\n", err)
+		}
+	}
 	c := &process{cmd: cmd, done: make(chan struct{}), cg: cg, log: lg}
 	go func() {
 		err := cmd.Wait()
@@ -168,6 +178,9 @@ func (p *Process) Start(spec Spec) (Container, error) {
 			cg.remove()
 		}
 		lg.Close()
+		if spec.PIDFile != "" {
+			os.Remove(spec.PIDFile)
+		}
 		close(c.done)
 	}()
 	return c, nil
