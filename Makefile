@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test ./internal/mesos/execclient -run '^$$' -fuzz FuzzDuration -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/mesos/execclient -run '^$$' -fuzz FuzzEventStream -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/mesos/masterstate -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/executor/runtime -run '^$$' -fuzz FuzzParsePIDFile -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
