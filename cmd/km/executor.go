@@ -64,8 +64,13 @@ func newExecutorCommand() *cobra.Command {
 				sandbox, _ = os.Getwd()
 			}
 			// Containers an earlier run of this executor left (it died
-			// without stopping them) go before new ones start.
-			executor.ReapEarlierRuns(sandbox, 10*time.Second, logger)
+			// without stopping them) go before new ones start, and before
+			// the agent hears from us: it may send tasks at once.
+			if n, err := executor.ReapEarlierRuns(sandbox, 10*time.Second, logger); err != nil {
+				logger.Printf("containers of earlier runs not ended: %v", err)
+			} else if n > 0 {
+				logger.Printf("ended %d container process groups of earlier executor runs", n)
+			}
 			e := executor.New(executor.Config{Client: client, Mesos: mc, Runtime: runtime.NewProcess(cgroupParent),
 				Sandbox: sandbox, HostIP: hostIP, RestartBackoff: restartBackoff, IdleTimeout: suicideTimeout, Logger: logger})
 

@@ -3,6 +3,7 @@ package pods
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +203,54 @@ func TestRestartPolicyNeverAndInvalidPods(t *testing.T) {
 	<-p.Done()
 	if !strings.Contains(p.Message(), "probe without exec, httpGet or tcpSocket") {
 		t.Fatalf("message %q", p.Message())
+	}
+}
+
+// specs records what the pod asks the runtime to start.
+type specs struct {
+	runtime.Runtime
+	mu  sync.Mutex
+	got []runtime.Spec
+}
+
+func (s *specs) Start(spec runtime.Spec) (runtime.Container, error) {
+	s.mu.Lock()
+	s.got = append(s.got, spec)
+	s.mu.Unlock()
+	return s.Runtime.Start(spec)
+}
+
+// Every container run, init containers' too, has a PID file in the pod's
+// directory, for a later executor to end what a dead one left running.
+func TestContainersHavePIDFiles(t *testing.T) {
+	r := &recorder{}
+	cfg := testConfig(t, r)
+	rt := &specs{Runtime: cfg.Runtime}
+	cfg.Runtime = rt
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "uid-pid"}, Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{sh("init", "exit 0")},
+		Containers:     []corev1.Container{sh("a", "sleep 300")}}}
+	p := Start(cfg, pod)
+	waitFor(t, "Running", func() bool { return p.Phase() == corev1.PodRunning })
+	rt.mu.Lock()
+	got := append([]runtime.Spec{}, rt.got...)
+	rt.mu.Unlock()
+	want := map[string]string{
+		"init": filepath.Join(cfg.Dir, "uid-pid", PIDDir, "init.pid"),
+		"a":    filepath.Join(cfg.Dir, "uid-pid", PIDDir, "a.pid"),
+	}
+	if len(got) != 2 || got[0].PIDFile != want["init"] || got[1].PIDFile != want["a"] {
+		t.Fatalf("PID files %+v, want %v", got, want)
+	}
+	if _, err := os.Stat(want["init"]); !os.IsNotExist(err) {
+		t.Errorf("the ended init container's PID file: %v", err)
+	}
+	if _, err := os.Stat(want["a"]); err != nil {
+		t.Errorf("the running container's PID file: %v", err)
+	}
+	p.Terminate(time.Second)
+	<-p.Done()
+	if _, err := os.Stat(want["a"]); !os.IsNotExist(err) {
+		t.Errorf("the PID file after the pod ended: %v", err)
 	}
 }

@@ -30,14 +30,20 @@ func writePIDFile(path string, pid int) error {
 	return os.Rename(tmp, path)
 }
 
-// ParsePIDFile reads "<pid> <start time>".
+// maxPID is Linux's PID_MAX_LIMIT: no pid is larger. Bounding it keeps
+// -pid within the kernel's 32-bit pid_t, so a garbage file can never turn
+// into a kill of another (or every) group.
+const maxPID = 1 << 22
+
+// ParsePIDFile reads "<pid> <start time>". Pids 0 and 1 are refused:
+// kill(-0) is the caller's own group and kill(-1) is every process.
 func ParsePIDFile(b []byte) (pid int, start uint64, err error) {
 	f := strings.Fields(string(b))
 	if len(f) != 2 {
 		return 0, 0, errors.New("want \"<pid> <start time>\"")
 	}
 	pid, err = strconv.Atoi(f[0])
-	if err != nil || pid <= 1 {
+	if err != nil || pid <= 1 || pid > maxPID {
 		return 0, 0, fmt.Errorf("bad pid %q", f[0])
 	}
 	start, err = strconv.ParseUint(f[1], 10, 64)
@@ -47,68 +53,128 @@ func ParsePIDFile(b []byte) (pid int, start uint64, err error) {
 	return pid, start, nil
 }
 
-// parseStartTime takes the start time out of /proc/<pid>/stat. The
-// command name (field 2) may hold spaces and ')', so fields are counted
-// after its last ')'.
-func parseStartTime(stat []byte) (uint64, error) {
+// procStat is what the runtime needs of /proc/<pid>/stat.
+type procStat struct {
+	state byte   // field 3: R, S, D, Z (zombie), ...
+	pgrp  int    // field 5
+	start uint64 // field 22, clock ticks since boot
+}
+
+// parseStat reads /proc/<pid>/stat. The command name (field 2) may hold
+// spaces and ')', so fields are counted after its last ')'.
+func parseStat(stat []byte) (procStat, error) {
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("no command name in stat")
+		return procStat{}, errors.New("no command name in stat")
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); the start time is field 22.
-	if len(f) < 20 {
-		return 0, errors.New("stat too short")
+	// f[0] is field 3; the start time is field 22.
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procStat{}, errors.New("stat too short or malformed")
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return procStat{}, fmt.Errorf("bad process group %q", f[2])
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("bad start time %q", f[19])
+	}
+	return procStat{state: f[0][0], pgrp: pgrp, start: start}, nil
+}
+
+func readStat(pid string) (procStat, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(b)
 }
 
 func startTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, err
-	}
-	return parseStartTime(b)
+	st, err := readStat(strconv.Itoa(pid))
+	return st.start, err
 }
 
-// ReapPIDFiles ends the process groups the given PID files name, if their
-// leader is still the process that wrote the file: SIGTERM, up to grace,
-// then SIGKILL. The files are removed. It returns the groups it ended.
-func ReapPIDFiles(files []string, grace time.Duration) []int {
-	var groups []int
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		os.Remove(f)
-		if err != nil {
+// liveGroups lists the process groups that have a member that is not a
+// zombie. kill(-pgid, 0) cannot tell: a zombie stays in its group until it
+// is reaped, and the children of a dead executor's containers are reaped
+// by the host's init, late or (in some containers) never.
+func liveGroups() map[int]bool {
+	live := map[int]bool{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if c := e.Name()[0]; c < '0' || c > '9' {
 			continue
 		}
-		pid, start, err := ParsePIDFile(b)
-		if err != nil {
+		st, err := readStat(e.Name())
+		if err != nil || st.state == 'X' {
 			continue
 		}
-		if now, err := startTime(pid); err != nil || now != start {
-			continue // gone, or the pid is another process's now
+		if st.state == 'Z' {
+			// A leader thread that exited shows Z while its other
+			// threads run on.
+			if tasks, _ := os.ReadDir(filepath.Join("/proc", e.Name(), "task")); len(tasks) < 2 {
+				continue
+			}
 		}
-		syscall.Kill(-pid, syscall.SIGTERM)
-		groups = append(groups, pid)
+		live[st.pgrp] = true
+	}
+	return live
+}
+
+// TakePIDFile reads and removes a PID file the runtime wrote. ok tells
+// whether its process group still runs: the pid is alive and is still the
+// process that wrote the file (same start time), not a stranger that got
+// the pid since, and something in its group is not a zombie. A file that
+// is garbage, or names a dead or reused pid, is just removed.
+func TakePIDFile(path string) (pid int, ok bool) {
+	b, err := os.ReadFile(path)
+	os.Remove(path)
+	if err != nil {
+		return 0, false
+	}
+	pid, start, err := ParsePIDFile(b)
+	if err != nil {
+		return 0, false
+	}
+	if now, err := startTime(pid); err != nil || now != start {
+		return 0, false
+	}
+	return pid, liveGroups()[pid]
+}
+
+// EndGroups ends the process groups led by pids: SIGTERM to all, up to
+// grace for them to go, then SIGKILL to those still there, which it
+// returns. Only groups seen alive get the SIGKILL: once a group is gone
+// its number may be a stranger's.
+func EndGroups(pids []int, grace time.Duration) (killed []int) {
+	var alive []int
+	for _, pid := range pids {
+		if syscall.Kill(-pid, syscall.SIGTERM) == nil {
+			alive = append(alive, pid)
+		}
 	}
 	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && anyAlive(groups) {
+	for len(alive) > 0 {
+		live := liveGroups()
+		var left []int
+		for _, pid := range alive {
+			if live[pid] {
+				left = append(left, pid)
+			}
+		}
+		alive = left
+		if len(alive) == 0 || !time.Now().Before(deadline) {
+			break
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, pid := range groups {
-		syscall.Kill(-pid, syscall.SIGKILL)
-	}
-	return groups
-}
-
-func anyAlive(groups []int) bool {
-	for _, pid := range groups {
-		// The group lives while any member does.
-		if syscall.Kill(-pid, 0) == nil {
-			return true
+	for _, pid := range alive {
+		if syscall.Kill(-pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
 		}
 	}
-	return false
+	return killed
 }

@@ -33,7 +33,8 @@ type Spec struct {
 	CPUMillis   int64
 	// PIDFile, if set, holds "<pid> <start time>" of the container's
 	// process group while it runs, so that a later executor of the agent
-	// can end what an executor that died left behind (ReapPIDFiles).
+	// can end what an executor that died left behind (TakePIDFile,
+	// EndGroups). It is removed once the group has ended.
 	PIDFile string
 }
 
