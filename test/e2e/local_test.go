@@ -259,6 +259,28 @@ func processesOf(uid string) []int {
 	return pids
 }
 
+// mainProcessesOf lists a pod's containers' own processes, leaving out
+// their children (a shell loop's sleep comes and goes).
+func mainProcessesOf(uid string) []int {
+	all := processesOf(uid)
+	in := map[int]bool{}
+	for _, pid := range all {
+		in[pid] = true
+	}
+	var main []int
+	for _, pid := range all {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 {
+			if ppid, _ := strconv.Atoi(f[1]); !in[ppid] {
+				main = append(main, pid)
+			}
+		}
+	}
+	return main
+}
+
 // processesUnder lists processes whose command line or working directory
 // names dir: what km local started and left behind.
 func processesUnder(dir string) []string {
@@ -519,6 +541,24 @@ func TestLocalCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("kubectl run -i attaches", func(t *testing.T) {
+		// kubectl run -i makes a pod with stdin (stdinOnce), waits for it
+		// and attaches: stdin goes in, the output comes back, --rm cleans up.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		run := exec.CommandContext(ctx, kubectlPath, "--kubeconfig", filepath.Join(dataDir, "kubeconfig"), "run", "attachme", "-i", "--rm",
+			"--restart=Never", "--image=busybox", "--command", "--", "sh", "-c", "read x; echo got $x")
+		run.Stdin = strings.NewReader("through attach\n")
+		out, err := run.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "got through attach") {
+			t.Fatalf("kubectl run -i: %v\n%s", err, out)
+		}
+		eventually(t, time.Minute, "attachme removed by --rm", func() (bool, string) {
+			out, err := c.tryKubectl("get", "pod", "attachme")
+			return err != nil && strings.Contains(out, "NotFound"), out
+		})
+	})
+
 	t.Run("host ports", func(t *testing.T) {
 		for _, p := range running(c.pods(t)) {
 			switch p.Name {
@@ -585,7 +625,7 @@ func TestLocalCluster(t *testing.T) {
 		for _, p := range pods {
 			if p.Spec.NodeName == node {
 				onNode = append(onNode, p)
-				containers[p.UID] = processesOf(string(p.UID))
+				containers[p.UID] = mainProcessesOf(string(p.UID))
 			}
 		}
 		logPath := filepath.Join(dataDir, "logs", node+".log")
@@ -612,7 +652,7 @@ func TestLocalCluster(t *testing.T) {
 			if !ok {
 				t.Errorf("pod %s on %s not running after its agent restarted: %s", p.Name, node, summary(now))
 			}
-			if got := processesOf(string(p.UID)); fmt.Sprint(got) != fmt.Sprint(containers[p.UID]) {
+			if got := mainProcessesOf(string(p.UID)); fmt.Sprint(got) != fmt.Sprint(containers[p.UID]) {
 				t.Errorf("pod %s's processes were %v before the agent was killed, %v after; want the same ones", p.Name, containers[p.UID], got)
 			}
 		}

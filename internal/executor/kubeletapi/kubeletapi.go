@@ -1,8 +1,9 @@
 // Package kubeletapi serves the part of the kubelet API the apiserver uses:
 // GET /containerLogs/{namespace}/{pod}/{container} with follow, tailLines,
 // sinceSeconds, sinceTime, limitBytes, timestamps and previous (kubectl
-// logs); /exec/{namespace}/{pod}/{container} and /portForward/{namespace}/{pod}
-// over SPDY or WebSocket (kubectl exec and port-forward; the apiserver
+// logs); /exec/{namespace}/{pod}/{container}, /attach/{namespace}/{pod}/{container}
+// and /portForward/{namespace}/{pod}
+// over SPDY or WebSocket (kubectl exec, attach, run -it and port-forward; the apiserver
 // turns kubectl's WebSocket into SPDY toward nodes that do not declare
 // ExtendWebSocketsToKubelet, as km's nodes do not); and /healthz.
 package kubeletapi
@@ -53,7 +54,7 @@ func Handler(pods Pods) http.Handler {
 	mux.HandleFunc("/containerLogs/", func(w http.ResponseWriter, r *http.Request) { serveLogs(w, r, pods) })
 	mux.HandleFunc("/exec/", func(w http.ResponseWriter, r *http.Request) { serveExec(w, r, pods) })
 	mux.HandleFunc("/portForward/", func(w http.ResponseWriter, r *http.Request) { servePortForward(w, r, pods) })
-	mux.HandleFunc("/attach/", serveAttach)
+	mux.HandleFunc("/attach/", func(w http.ResponseWriter, r *http.Request) { serveAttach(w, r, pods) })
 	return mux
 }
 

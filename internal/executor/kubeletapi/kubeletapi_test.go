@@ -248,7 +248,9 @@ func TestStreamingRequestsRefused(t *testing.T) {
 		{"/exec/ns/p/uid/c?output=1", 400, "no command"}, // the kubelet's form with the pod's uid
 		{"/portForward/ns", 400, "expected /portForward/{namespace}/{pod}"},
 		{"/portForward/ns/q", 404, "pod ns/q is not running on this node"},
-		{"/attach/ns/p/c?output=1", 400, "attach is not supported by km's process runtime"},
+		{"/attach/ns", 400, "expected /attach/{namespace}/{pod}/{container}"},
+		{"/attach/ns/q/c?output=1", 404, "pod ns/q is not running on this node"},
+		{"/attach/ns/p/c", 400, "you must specify at least 1 of stdin, stdout, stderr"},
 	} {
 		code, body := get(t, h, tc.path)
 		if code != tc.code || !strings.Contains(body, tc.body) {

@@ -26,6 +26,7 @@ type Streamer interface {
 	Exec(ctx context.Context, container string, argv []string, stdin io.Reader, stdout, stderr io.Writer, tty bool, resize <-chan pods.WinSize) (int, error)
 	// PortAddr is where the pod's port answers (host:port).
 	PortAddr(port int32) string
+	Attach(ctx context.Context, container string, stdin io.Reader, stdout, stderr io.Writer, resize <-chan pods.WinSize) error
 }
 
 // exitError is a command's non-zero exit as the streaming library
@@ -58,44 +59,10 @@ func (s streamer) ExecInContainer(ctx context.Context, pod, _ string, container 
 	if err != nil {
 		return err
 	}
-	// Sizes pass on until the command ends; nothing is sent after.
 	done := make(chan struct{})
 	defer close(done)
-	var sizes chan pods.WinSize
-	if resize != nil {
-		sizes = make(chan pods.WinSize)
-		go func() {
-			for {
-				select {
-				case sz, ok := <-resize:
-					if !ok {
-						return
-					}
-					select {
-					case sizes <- pods.WinSize{Cols: sz.Width, Rows: sz.Height}:
-					case <-done:
-						return
-					}
-				case <-done:
-					return
-				}
-			}
-		}()
-	}
-	var stdout, stderr io.Writer
-	if out != nil {
-		stdout = out
-	}
-	if errw != nil {
-		stderr = errw
-	}
-	if stdout == nil {
-		stdout = io.Discard
-	}
-	if stderr == nil {
-		stderr = io.Discard
-	}
-	code, err := p.Exec(ctx, container, cmd, in, stdout, stderr, tty, sizes)
+	stdout, stderr := writers(out, errw)
+	code, err := p.Exec(ctx, container, cmd, in, stdout, stderr, tty, sizes(resize, done))
 	if err != nil {
 		return err
 	}
@@ -103,6 +70,56 @@ func (s streamer) ExecInContainer(ctx context.Context, pod, _ string, container 
 		return exitError(code)
 	}
 	return nil
+}
+
+func (s streamer) AttachContainer(ctx context.Context, pod, _ string, container string, in io.Reader, out, errw io.WriteCloser, _ bool, resize <-chan remotecommand.TerminalSize) error {
+	p, err := s.find(pod)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	defer close(done)
+	stdout, stderr := writers(out, errw)
+	return p.Attach(ctx, container, in, stdout, stderr, sizes(resize, done))
+}
+
+// writers turns the streams a client asked for into writers (absent ones
+// discard).
+func writers(out, errw io.WriteCloser) (io.Writer, io.Writer) {
+	var stdout, stderr io.Writer = io.Discard, io.Discard
+	if out != nil {
+		stdout = out
+	}
+	if errw != nil {
+		stderr = errw
+	}
+	return stdout, stderr
+}
+
+// sizes passes terminal sizes on until done; nothing is sent after.
+func sizes(resize <-chan remotecommand.TerminalSize, done <-chan struct{}) chan pods.WinSize {
+	if resize == nil {
+		return nil
+	}
+	ch := make(chan pods.WinSize)
+	go func() {
+		for {
+			select {
+			case sz, ok := <-resize:
+				if !ok {
+					return
+				}
+				select {
+				case ch <- pods.WinSize{Cols: sz.Width, Rows: sz.Height}:
+				case <-done:
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 func (s streamer) PortForward(ctx context.Context, pod, _ string, port int32, stream io.ReadWriteCloser) error {
@@ -191,6 +208,21 @@ func servePortForward(w http.ResponseWriter, r *http.Request, ps Pods) {
 		streamIdleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
 }
 
-func serveAttach(w http.ResponseWriter, _ *http.Request) {
-	http.Error(w, "attach is not supported by km's process runtime (a container's stdin is not kept open); use kubectl logs -f, or kubectl exec", http.StatusBadRequest)
+func serveAttach(w http.ResponseWriter, r *http.Request, ps Pods) {
+	parts, ok := pathParts(r.URL.Path, "/attach/", 3)
+	if !ok {
+		http.Error(w, "expected /attach/{namespace}/{pod}/{container}", http.StatusBadRequest)
+		return
+	}
+	if ps.Find(parts[0], parts[1]) == nil {
+		http.Error(w, fmt.Sprintf("pod %s/%s is not running on this node", parts[0], parts[1]), http.StatusNotFound)
+		return
+	}
+	opts, err := remotecommand.NewOptions(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	remotecommand.ServeAttach(w, r, streamer{ps}, parts[0]+"/"+parts[1], "", parts[2], opts,
+		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }

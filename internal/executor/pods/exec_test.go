@@ -3,7 +3,9 @@ package pods
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,4 +96,50 @@ func TestPortAddr(t *testing.T) {
 			t.Errorf("PortAddr(%d) = %s, want %s", port, got, want)
 		}
 	}
+}
+
+func TestAttach(t *testing.T) {
+	cfg := testConfig(t, &recorder{})
+	c := sh("main", "while read l; do echo got $l; done; echo stdin closed; sleep 300")
+	c.Stdin, c.StdinOnce = true, true
+	p := Start(cfg, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "uid-attach"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{c}}})
+	defer p.Terminate(time.Second)
+	waitFor(t, "main running", func() bool { return p.Running("main") })
+
+	// The client sends a line and closes its stdin: with stdinOnce the
+	// container's stdin closes too.
+	pr, pw := io.Pipe()
+	out := &syncWriter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Attach(ctx, "main", pr, out, out, nil) }()
+	waitFor(t, "attached", func() bool { pw.Write([]byte("hello\n")); return strings.Contains(out.String(), "got hello") })
+	pw.Close()
+	waitFor(t, "stdin closed after the client's", func() bool { return strings.Contains(out.String(), "stdin closed") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Attach(context.Background(), "nope", nil, out, out, nil); err == nil || !strings.Contains(err.Error(), `container "nope" is not in pod ns/p`) {
+		t.Errorf("attach to a missing container: %v", err)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -327,6 +327,7 @@ func (p *Pod) runOnce(c *container) (runtime.Exit, bool) {
 		ID: c.runID, Argv: Command(c.spec, vars), Env: env, Dir: dir,
 		LogPath: p.LogPath(c.spec.Name, run), MaxLogBytes: p.cfg.MaxLogBytes,
 		PIDFile: p.dir(PIDDir, c.spec.Name+".pid"),
+		Stdin:   c.spec.Stdin, TTY: c.spec.TTY,
 	}
 	if q, ok := c.spec.Resources.Limits[corev1.ResourceMemory]; ok {
 		spec.MemoryLimit = q.Value()

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // Spec is one container run.
@@ -31,6 +33,10 @@ type Spec struct {
 	// MemoryLimit in bytes and CPUMillis, 0 for none.
 	MemoryLimit int64
 	CPUMillis   int64
+	// Stdin keeps the container's stdin open for attach; TTY gives the
+	// container a terminal (stdout and stderr are then one stream).
+	Stdin bool
+	TTY   bool
 	// PIDFile, if set, holds "<pid> <start time>" of the container's
 	// process group while it runs, so that a later executor of the agent
 	// can end what an executor that died left behind (TakePIDFile,
@@ -91,6 +97,12 @@ type process struct {
 	exit Exit
 	cg   *containerCgroup
 	log  *rotatingLog
+	fan  *fanout
+	// stdin is the container's open stdin (the terminal's master for a
+	// TTY container), nil when it has none or it was closed.
+	stdinMu sync.Mutex
+	stdin   io.WriteCloser
+	term    *os.File
 }
 
 func (c *process) PID() int { return c.cmd.Process.Pid }
@@ -124,8 +136,20 @@ func (p *Process) Start(spec Spec) (Container, error) {
 		}
 		path = lp
 	}
-	cmd := &exec.Cmd{Path: path, Args: spec.Argv, Env: spec.Env, Dir: spec.Dir, Stdout: lg.stream("stdout"), Stderr: lg.stream("stderr")}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	fan := newFanout()
+	stdout := io.MultiWriter(lg.stream("stdout"), fanWriter{fan, false})
+	cmd := &exec.Cmd{Path: path, Args: spec.Argv, Env: spec.Env, Dir: spec.Dir, Stdout: stdout,
+		Stderr: io.MultiWriter(lg.stream("stderr"), fanWriter{fan, true})}
+	var stdin io.WriteCloser
+	if !spec.TTY {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if spec.Stdin {
+			if stdin, err = cmd.StdinPipe(); err != nil {
+				lg.Close()
+				return nil, err
+			}
+		}
+	}
 	var cg *containerCgroup
 	if p.cgroups != nil && (spec.MemoryLimit > 0 || spec.CPUMillis > 0) {
 		cg, err = p.cgroups.create(spec.ID, spec.MemoryLimit, spec.CPUMillis)
@@ -134,7 +158,22 @@ func (p *Process) Start(spec Spec) (Container, error) {
 			return nil, err
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	var term *os.File
+	var termCopied chan struct{}
+	if spec.TTY {
+		// The container leads a session of its own on the terminal (its
+		// process group is its pid, as with Setpgid).
+		cmd.Stdout, cmd.Stderr = nil, nil
+		term, err = pty.Start(cmd)
+		if err == nil {
+			stdin = term
+			termCopied = make(chan struct{})
+			go func() { io.Copy(stdout, term); close(termCopied) }()
+		}
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		lg.Close()
 		if cg != nil {
 			cg.remove()
@@ -153,9 +192,16 @@ func (p *Process) Start(spec Spec) (Container, error) {
 			fmt.Fprintf(os.Stderr, "km executor: %v (this container is not ended if the executor dies)\n", err)
 		}
 	}
-	c := &process{cmd: cmd, done: make(chan struct{}), cg: cg, log: lg}
+	c := &process{cmd: cmd, done: make(chan struct{}), cg: cg, log: lg, fan: fan, stdin: stdin, term: term}
 	go func() {
 		err := cmd.Wait()
+		if term != nil {
+			select {
+			case <-termCopied: // EIO once the terminal's last user is gone
+			case <-time.After(2 * time.Second):
+			}
+			term.Close()
+		}
 		c.exit.At = time.Now()
 		var ee *exec.ExitError
 		switch {
@@ -178,6 +224,7 @@ func (p *Process) Start(spec Spec) (Container, error) {
 			cg.killAll()
 			cg.remove()
 		}
+		fan.close()
 		lg.Close()
 		if spec.PIDFile != "" {
 			os.Remove(spec.PIDFile)
