@@ -165,14 +165,24 @@ func pathParts(path, prefix string, n int) ([]string, bool) {
 	return parts, true
 }
 
-func serveExec(w http.ResponseWriter, r *http.Request, ps Pods) {
-	parts, ok := pathParts(r.URL.Path, "/exec/", 3)
+// streamTarget reads a streaming request's path and answers it with an
+// error if the path is wrong or the pod is not here.
+func streamTarget(w http.ResponseWriter, r *http.Request, ps Pods, prefix string, n int, usage string) ([]string, bool) {
+	parts, ok := pathParts(r.URL.Path, prefix, n)
 	if !ok {
-		http.Error(w, "expected /exec/{namespace}/{pod}/{container}?command=...", http.StatusBadRequest)
-		return
+		http.Error(w, "expected "+usage, http.StatusBadRequest)
+		return nil, false
 	}
 	if ps.Find(parts[0], parts[1]) == nil {
 		http.Error(w, fmt.Sprintf("pod %s/%s is not running on this node", parts[0], parts[1]), http.StatusNotFound)
+		return nil, false
+	}
+	return parts, true
+}
+
+func serveExec(w http.ResponseWriter, r *http.Request, ps Pods) {
+	parts, ok := streamTarget(w, r, ps, "/exec/", 3, "/exec/{namespace}/{pod}/{container}?command=...")
+	if !ok {
 		return
 	}
 	opts, err := remotecommand.NewOptions(r)
@@ -190,13 +200,8 @@ func serveExec(w http.ResponseWriter, r *http.Request, ps Pods) {
 }
 
 func servePortForward(w http.ResponseWriter, r *http.Request, ps Pods) {
-	parts, ok := pathParts(r.URL.Path, "/portForward/", 2)
+	parts, ok := streamTarget(w, r, ps, "/portForward/", 2, "/portForward/{namespace}/{pod}")
 	if !ok {
-		http.Error(w, "expected /portForward/{namespace}/{pod}", http.StatusBadRequest)
-		return
-	}
-	if ps.Find(parts[0], parts[1]) == nil {
-		http.Error(w, fmt.Sprintf("pod %s/%s is not running on this node", parts[0], parts[1]), http.StatusNotFound)
 		return
 	}
 	opts, err := portforward.NewV4Options(r)
@@ -209,13 +214,8 @@ func servePortForward(w http.ResponseWriter, r *http.Request, ps Pods) {
 }
 
 func serveAttach(w http.ResponseWriter, r *http.Request, ps Pods) {
-	parts, ok := pathParts(r.URL.Path, "/attach/", 3)
+	parts, ok := streamTarget(w, r, ps, "/attach/", 3, "/attach/{namespace}/{pod}/{container}")
 	if !ok {
-		http.Error(w, "expected /attach/{namespace}/{pod}/{container}", http.StatusBadRequest)
-		return
-	}
-	if ps.Find(parts[0], parts[1]) == nil {
-		http.Error(w, fmt.Sprintf("pod %s/%s is not running on this node", parts[0], parts[1]), http.StatusNotFound)
 		return
 	}
 	opts, err := remotecommand.NewOptions(r)
