@@ -36,7 +36,7 @@ const kubectlPath = "/usr/bin/kubectl"
 
 // cluster is one run of `km local` as a child process.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	km      string
 	dataDir string
 	cmd     *exec.Cmd
@@ -77,7 +77,7 @@ func requireLocalPrerequisites(t *testing.T) string {
 }
 
 // startLocal runs km local and returns once it printed its ready line.
-func startLocal(t *testing.T, km, dataDir string, extra ...string) *cluster {
+func startLocal(t testing.TB, km, dataDir string, extra ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, km: km, dataDir: dataDir, out: &syncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"local", "--data-dir", dataDir, "--agents", "2", "--agent-network", "netns"}, extra...)
@@ -116,7 +116,7 @@ func startLocal(t *testing.T, km, dataDir string, extra ...string) *cluster {
 }
 
 // stop sends SIGTERM, as Ctrl-C would, and waits for km local to exit.
-func (c *cluster) stop(t *testing.T) {
+func (c *cluster) stop(t testing.TB) {
 	t.Helper()
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
