@@ -32,8 +32,8 @@ the bridge km0, addresses 198.18.0.2 and up), so that services' endpoints
 127.0.1.N, and services get no endpoints, because the apiserver refuses
 loopback endpoint addresses.
 
-A component that dies is restarted with backoff. Ctrl-C or SIGTERM stops
-everything in order. Running km local again on the same --data-dir brings
+A component that dies is restarted with backoff. Ctrl-C, SIGTERM or a closed
+terminal (SIGHUP) stops everything in order. Running km local again on the same --data-dir brings
 the cluster back with all its objects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,7 +71,11 @@ the cluster back with all its objects.`,
 			cfg.Out = cmd.OutOrStdout()
 			cmd.SilenceUsage = true
 
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			// A closed terminal (SIGHUP) stops the cluster in order too, and
+			// output to a reader that went away (SIGPIPE) must not kill km
+			// local halfway through that stop.
+			signal.Ignore(syscall.SIGPIPE)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			c, err := local.Start(ctx, cfg)
 			if err != nil {

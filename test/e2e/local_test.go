@@ -116,9 +116,12 @@ func startLocal(t testing.TB, km, dataDir string, extra ...string) *cluster {
 }
 
 // stop sends SIGTERM, as Ctrl-C would, and waits for km local to exit.
-func (c *cluster) stop(t testing.TB) {
+func (c *cluster) stop(t testing.TB) { t.Helper(); c.stopWith(t, syscall.SIGTERM) }
+
+// stopWith stops km local with sig and waits for it to exit.
+func (c *cluster) stopWith(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.cmd.Process.Signal(sig)
 	select {
 	case <-c.exited:
 	case <-time.After(3 * time.Minute):
@@ -808,7 +811,11 @@ func TestLocalLoopback(t *testing.T) {
 		out, _ := c.tryKubectl("logs", "hello")
 		return strings.Contains(out, "hello from hello on agent-"), out
 	})
-	c.stop(t)
+	// A closed terminal stops it in order too.
+	c.stopWith(t, syscall.SIGHUP)
+	if !strings.Contains(c.out.String(), "km local: stopped") {
+		t.Errorf("km local did not stop in order on SIGHUP:\n%s", c.out.String())
+	}
 	if left := processesUnder(dataDir); len(left) > 0 {
 		t.Fatalf("processes left after km local stopped:\n%s", strings.Join(left, "\n"))
 	}
