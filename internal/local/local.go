@@ -7,13 +7,12 @@ package local
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/k8sm/k8sm/internal/mesos/masterstate"
+	"github.com/k8sm/k8sm/internal/minimesos/agent"
 )
 
 // Config of a local cluster.
@@ -227,15 +229,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := 1; i <= cfg.Agents; i++ {
 		name := fmt.Sprintf("agent-%d", i)
 		args := []string{cfg.KM, "mesos", "agent", "--master", fmt.Sprintf("%s:%d", host, MasterPort), "--ip", nw.AgentIP(i),
-			"--port", strconv.Itoa(AgentPort), "--hostname", name, "--work_dir", filepath.Join(cfg.DataDir, "agents", name),
+			"--port", strconv.Itoa(AgentPort), "--hostname", name, "--work_dir", c.agentWorkDir(i),
 			"--resources", cfg.AgentResources, "--executor_shutdown_grace_period", "30secs"}
 		if cfg.AgentAttributes != "" {
 			args = append(args, "--attributes", cfg.AgentAttributes)
 		}
 		c.start(name, nw.Command(i, args)...)
 	}
-	if err := waitFor(ctx, 60*time.Second, c, func() bool { return activeAgents(host) == cfg.Agents }); err != nil {
-		return nil, fmt.Errorf("mesos agents: %w (%d of %d registered)", err, activeAgents(host), cfg.Agents)
+	if err := waitFor(ctx, 60*time.Second, c, func() bool { return activeAgents(ctx, host) == cfg.Agents }); err != nil {
+		return nil, fmt.Errorf("mesos agents: %w (%d of %d registered)", err, activeAgents(ctx, host), cfg.Agents)
 	}
 	say("mesos agents       %d registered: %s", cfg.Agents, nw.Describe(cfg.Agents))
 	c.start("scheduler", cfg.KM, "scheduler", "--mesos-master", fmt.Sprintf("%s:%d", host, MasterPort),
@@ -256,9 +258,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
+// probe is the one HTTP client of the health polls (one connection pool,
+// not one per poll).
+var probe = &http.Client{Timeout: 2 * time.Second}
+
 func httpOK(url string) bool {
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := client.Get(url)
+	resp, err := probe.Get(url)
 	if err != nil {
 		return false
 	}
@@ -266,23 +271,15 @@ func httpOK(url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func activeAgents(host string) int {
-	resp, err := http.Get(fmt.Sprintf("http://%s:%d/slaves", host, MasterPort))
+// activeAgents counts the agents the master reports active.
+func activeAgents(ctx context.Context, host string) int {
+	agents, err := masterstate.Client{HTTP: probe}.Agents(ctx, &url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(MasterPort))})
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	var v struct {
-		Slaves []struct {
-			Active bool `json:"active"`
-		} `json:"slaves"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&v) != nil {
-		return 0
-	}
 	n := 0
-	for _, s := range v.Slaves {
-		if s.Active {
+	for _, a := range agents {
+		if a.Active {
 			n++
 		}
 	}
@@ -432,7 +429,9 @@ func (c *Cluster) Stop() {
 // down when km local stopped (killed, in its restart backoff) did not shut
 // its executors down: Mesos executors outlive their agent on purpose,
 // waiting for it to recover them. Nothing recovers them after km local
-// stops, so they and their containers go: SIGTERM, 10 s, SIGKILL.
+// stops, so they and their containers go: SIGTERM, 10 s, SIGKILL. They are
+// found by the agent's own mark, and in network namespaces by the
+// namespace (a process that cleared its environment is still in it).
 func (c *Cluster) endLeftovers() {
 	find := func() []int {
 		pids := map[int]bool{}
@@ -441,8 +440,10 @@ func (c *Cluster) endLeftovers() {
 				pids[pid] = true
 			}
 		}
-		for _, pid := range processesIn(filepath.Join(c.cfg.DataDir, "agents")) {
-			pids[pid] = true
+		for i := 1; i <= c.cfg.Agents; i++ {
+			for _, pid := range agent.OwnedProcesses(c.agentWorkDir(i)) {
+				pids[pid] = true
+			}
 		}
 		delete(pids, os.Getpid())
 		var r []int
@@ -469,21 +470,9 @@ func (c *Cluster) endLeftovers() {
 	}
 }
 
-// processesIn lists the processes whose working directory is under dir.
-func processesIn(dir string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+// agentWorkDir is agent i's --work_dir.
+func (c *Cluster) agentWorkDir(i int) string {
+	return filepath.Join(c.cfg.DataDir, "agents", fmt.Sprintf("agent-%d", i))
 }
 
 // Kubeconfig is the admin kubeconfig of the cluster.

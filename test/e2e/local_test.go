@@ -811,6 +811,18 @@ func TestLocalLoopback(t *testing.T) {
 		out, _ := c.tryKubectl("logs", "hello")
 		return strings.Contains(out, "hello from hello on agent-"), out
 	})
+	// An agent that is down when km local stops cannot shut its executors
+	// down (they outlive it, waiting to be recovered); km local ends them.
+	var hello corev1.Pod
+	for _, p := range pods {
+		if p.Name == "hello" {
+			hello = p
+		}
+	}
+	if len(processesOf(string(hello.UID))) == 0 {
+		t.Fatal("no process of pod hello: the leftover check below would prove nothing")
+	}
+	syscall.Kill(agentPID(t, dataDir, hello.Spec.NodeName), syscall.SIGKILL)
 	// A closed terminal stops it in order too.
 	c.stopWith(t, syscall.SIGHUP)
 	if !strings.Contains(c.out.String(), "km local: stopped") {

@@ -57,6 +57,20 @@ func killMarked(kv string) {
 	}
 }
 
+// OwnedProcesses lists the live processes an agent of workDir started,
+// directly or not: they carry its OwnerEnv mark (executors, and what they
+// run). What runs an agent uses it to end what an agent left when none is
+// left to do it.
+func OwnedProcesses(workDir string) []int {
+	var live []int
+	for _, pid := range markedProcesses(OwnerEnv + "=" + workDir) {
+		if !zombie(pid) {
+			live = append(live, pid)
+		}
+	}
+	return live
+}
+
 // markedProcesses are the processes (other than this one) whose environment
 // holds kv exactly.
 func markedProcesses(kv string) []int {
