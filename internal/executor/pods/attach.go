@@ -14,23 +14,9 @@ import (
 // stdinOnce the container's stdin closes when the first client leaves.
 // It returns when the client goes (ctx) or the container ends.
 func (p *Pod) Attach(ctx context.Context, name string, stdin io.Reader, stdout, stderr io.Writer, resize <-chan WinSize) error {
-	p.mu.Lock()
-	var c *container
-	for _, x := range append(append([]*container{}, p.init...), p.containers...) {
-		if x.spec.Name == name {
-			c = x
-		}
-	}
-	var rc runtime.Container
-	if c != nil {
-		rc = c.running
-	}
-	p.mu.Unlock()
-	if c == nil {
-		return fmt.Errorf("container %q is not in pod %s/%s", name, p.spec.Namespace, p.spec.Name)
-	}
-	if rc == nil {
-		return fmt.Errorf("container %q of pod %s/%s is not running", name, p.spec.Namespace, p.spec.Name)
+	c, rc, err := p.runningContainer(name)
+	if err != nil {
+		return err
 	}
 	a, ok := rc.(runtime.Attachable)
 	if !ok {

@@ -29,29 +29,15 @@ func (p *Pod) Exec(ctx context.Context, name string, argv []string, stdin io.Rea
 	if len(argv) == 0 {
 		return 0, errors.New("no command to run: give one after --")
 	}
-	p.mu.Lock()
-	var c *container
-	for _, x := range append(append([]*container{}, p.init...), p.containers...) {
-		if x.spec.Name == name {
-			c = x
-		}
-	}
-	running := c != nil && c.running != nil
-	p.mu.Unlock()
-	if c == nil {
-		return 0, fmt.Errorf("container %q is not in pod %s/%s", name, p.spec.Namespace, p.spec.Name)
-	}
-	if !running {
-		return 0, fmt.Errorf("container %q of pod %s/%s is not running", name, p.spec.Namespace, p.spec.Name)
+	c, _, err := p.runningContainer(name)
+	if err != nil {
+		return 0, err
 	}
 	env, _, err := Environment(p.spec, c.spec, p.cfg.HostIP, p.cfg.BaseEnv, p.cfg.Lookup)
 	if err != nil {
 		return 0, err
 	}
-	dir := c.spec.WorkingDir
-	if dir == "" {
-		dir = p.dir("containers", c.spec.Name)
-	}
+	dir := p.workingDir(c)
 	path, err := runtime.LookPath(argv[0], env)
 	if err != nil {
 		return 0, fmt.Errorf("%q not found on the container's PATH: km's process runtime runs the agent machine's commands", argv[0])
@@ -145,20 +131,13 @@ func execTTY(ctx context.Context, cmd *exec.Cmd, stdin io.Reader, stdout io.Writ
 	return code, err
 }
 
+// exitCode is a command's exit code, or why it could not be waited for.
 func exitCode(err error) (int, error) {
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, nil
-	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	case errors.Is(err, exec.ErrWaitDelay):
-		return 0, nil
+	e := runtime.ExitOf(err)
+	if e.Err != nil {
+		return 0, e.Err
 	}
-	return 0, err
+	return e.Code, nil
 }
 
 // PortAddr is where the pod's port answers on this agent: a container

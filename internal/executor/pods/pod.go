@@ -158,6 +158,15 @@ func (p *Pod) finish() {
 	}
 }
 
+// workingDir is where a container's processes (and its exec'd commands
+// and hooks) run: its workingDir, else a directory of its own.
+func (p *Pod) workingDir(c *container) string {
+	if c.spec.WorkingDir != "" {
+		return c.spec.WorkingDir
+	}
+	return p.dir("containers", c.spec.Name)
+}
+
 // PIDDir is the directory of a pod's directory that holds its
 // containers' PID files (see ReapEarlierRuns in the executor).
 const PIDDir = "pids"
@@ -175,12 +184,37 @@ func (p *Pod) LogPath(name string, run int32) string {
 func (p *Pod) Restarts(name string) (int32, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range append(append([]*container{}, p.init...), p.containers...) {
-		if c.spec.Name == name {
-			return c.restarts, true
-		}
+	if c := p.findLocked(name); c != nil {
+		return c.restarts, true
 	}
 	return 0, false
+}
+
+// findLocked is the init container or container of that name, or nil.
+func (p *Pod) findLocked(name string) *container {
+	for _, list := range [][]*container{p.init, p.containers} {
+		for _, c := range list {
+			if c.spec.Name == name {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// runningContainer is a container that runs now, for exec and attach; the
+// error says which of the two it is not.
+func (p *Pod) runningContainer(name string) (*container, runtime.Container, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.findLocked(name)
+	if c == nil {
+		return nil, nil, fmt.Errorf("container %q is not in pod %s/%s", name, p.spec.Namespace, p.spec.Name)
+	}
+	if c.running == nil {
+		return nil, nil, fmt.Errorf("container %q of pod %s/%s is not running", name, p.spec.Namespace, p.spec.Name)
+	}
+	return c, c.running, nil
 }
 
 func (p *Pod) run() {
@@ -315,10 +349,7 @@ func (p *Pod) runOnce(c *container) (runtime.Exit, bool) {
 			return runtime.Exit{}, false
 		}
 	}
-	dir := c.spec.WorkingDir
-	if dir == "" {
-		dir = p.dir("containers", c.spec.Name)
-	}
+	dir := p.workingDir(c)
 	p.mu.Lock()
 	run := c.restarts
 	c.runID = fmt.Sprintf("%s-%s-%d", p.spec.UID, c.spec.Name, run)
@@ -490,10 +521,7 @@ func (p *Pod) execIn(ctx context.Context, c *container, argv []string) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	dir := c.spec.WorkingDir
-	if dir == "" {
-		dir = p.dir("containers", c.spec.Name)
-	}
+	dir := p.workingDir(c)
 	os.MkdirAll(dir, 0o755)
 	return runCommand(ctx, argv, env, dir)
 }
@@ -502,12 +530,8 @@ func (p *Pod) execIn(ctx context.Context, c *container, argv []string) ([]byte, 
 func (p *Pod) Running(name string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range append(append([]*container{}, p.init...), p.containers...) {
-		if c.spec.Name == name {
-			return c.running != nil
-		}
-	}
-	return false
+	c := p.findLocked(name)
+	return c != nil && c.running != nil
 }
 
 // Namespace of the pod.

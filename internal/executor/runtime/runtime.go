@@ -53,6 +53,24 @@ type Exit struct {
 	At        time.Time
 }
 
+// ExitOf reads how a command ended from what (*exec.Cmd).Wait returned:
+// its code, 128+N for signal N as shells report it, or 128 with Err when
+// it could not be waited for. Output still held by a child after the
+// command exited (exec.ErrWaitDelay) is not a failure of the command.
+func ExitOf(err error) Exit {
+	var ee *exec.ExitError
+	switch {
+	case err == nil, errors.Is(err, exec.ErrWaitDelay):
+		return Exit{}
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return Exit{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
+		}
+		return Exit{Code: ee.ExitCode()}
+	}
+	return Exit{Code: 128, Err: err}
+}
+
 // Container is a running container.
 type Container interface {
 	PID() int
@@ -202,21 +220,8 @@ func (p *Process) Start(spec Spec) (Container, error) {
 			}
 			term.Close()
 		}
+		c.exit = ExitOf(err)
 		c.exit.At = time.Now()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-		case errors.As(err, &ee):
-			ws := ee.Sys().(syscall.WaitStatus)
-			if ws.Signaled() {
-				c.exit.Signal = ws.Signal()
-				c.exit.Code = 128 + int(ws.Signal())
-			} else {
-				c.exit.Code = ws.ExitStatus()
-			}
-		default:
-			c.exit.Err, c.exit.Code = err, 128
-		}
 		// Whatever the container left in its group ends with it.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		if cg != nil {
