@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -71,6 +72,9 @@ func runControllerManager(args []string) error {
 	kmDone := make(chan struct{})
 	go func() {
 		defer close(kmDone)
+		if !waitUpstreamStarted(ctx, args) {
+			return
+		}
 		if hostPort {
 			runEndpointsController(ctx, client, args)
 		} else {
@@ -101,6 +105,44 @@ func runControllerManager(args []string) error {
 		os.Exit(code)
 	}
 	return nil
+}
+
+// waitUpstreamStarted waits until the upstream controller-manager serves
+// on its secure port, which it does only after it has set up logging.
+// klog's global logger is replaced then without a lock, and km's
+// controller (its event recorder, informers and queue all log through
+// klog) crashed reading it halfway through that replacement. It reports
+// false if ctx ends first.
+func waitUpstreamStarted(ctx context.Context, args []string) bool {
+	port := kubeflags.Lookup(args, "secure-port")
+	if port == "0" {
+		// Serving is off, so there is nothing to wait for; logging is
+		// set up within the first moments of the upstream's start.
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(3 * time.Second):
+			return true
+		}
+	}
+	host := kubeflags.Lookup(args, "bind-address")
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // endpointsClient is the client of km's endpoints controller: the
