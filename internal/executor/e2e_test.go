@@ -285,6 +285,30 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 		return p != nil && p.Status.Phase == corev1.PodFailed && strings.Contains(p.Status.Message, "has no command") && strings.Contains(p.Status.Message, "set command")
 	})
 
+	// A pod past its activeDeadlineSeconds is stopped and Failed with
+	// reason DeadlineExceeded, as the kubelet does it, and Mesos hears
+	// REASON_MAX_COMPLETION_TIME_REACHED.
+	two := int64(2)
+	late := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: "default"}, Spec: corev1.PodSpec{ActiveDeadlineSeconds: &two,
+		TerminationGracePeriodSeconds: &two, Containers: []corev1.Container{container("c", "sleep 3600")}}}
+	c.client.CoreV1().Pods("default").Create(ctx, late, metav1.CreateOptions{})
+	waitFor(t, "late Failed with reason DeadlineExceeded", 60*time.Second, func() bool {
+		p := c.pod(t, "late")
+		return p != nil && p.Status.Phase == corev1.PodFailed && p.Status.Reason == "DeadlineExceeded" &&
+			len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].State.Terminated != nil
+	})
+	metrics := httptest.NewServer(c.sched.Handler())
+	defer metrics.Close()
+	waitFor(t, "TASK_FAILED with REASON_MAX_COMPLETION_TIME_REACHED reaches the scheduler", 30*time.Second, func() bool {
+		resp, err := http.Get(metrics.URL + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `state="TASK_FAILED",reason="REASON_MAX_COMPLETION_TIME_REACHED"`)
+	})
+
 	// Memory over the limit: OOMKilled, where cgroups are writable.
 	if runtime.NewProcess("km-probe").CgroupsEnforced() {
 		hog := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hog", Namespace: "default"}, Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
@@ -299,10 +323,8 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 			return p.Status.ContainerStatuses[0].State.Terminated.Reason == "OOMKilled"
 		})
 		// Mesos hears it as the containerizer says it.
-		api := httptest.NewServer(c.sched.Handler())
-		defer api.Close()
 		waitFor(t, "TASK_FAILED with REASON_CONTAINER_LIMITATION_MEMORY reaches the scheduler", 30*time.Second, func() bool {
-			resp, err := http.Get(api.URL + "/metrics")
+			resp, err := http.Get(metrics.URL + "/metrics")
 			if err != nil {
 				return false
 			}

@@ -332,9 +332,14 @@ func (e *Executor) ended(ctx context.Context, id string) {
 // failureReason is the Mesos reason of a failed pod's task, for the
 // tools that read Mesos rather than Kubernetes: a container killed for
 // its memory limit is REASON_CONTAINER_LIMITATION_MEMORY, as the Mesos
-// containerizer reports it; a plain non-zero exit has no reason, as with
+// containerizer reports it; a pod past its activeDeadlineSeconds is
+// REASON_MAX_COMPLETION_TIME_REACHED; a plain non-zero exit has no reason, as with
 // Mesos' command executor.
 func failureReason(st corev1.PodStatus) *mesospb.TaskStatus_Reason {
+	if st.Reason == pods.DeadlineExceeded {
+		// Mesos' own name for a task ended at its max_completion_time.
+		return mesospb.TaskStatus_REASON_MAX_COMPLETION_TIME_REACHED.Enum()
+	}
 	for _, cs := range append(append([]corev1.ContainerStatus{}, st.InitContainerStatuses...), st.ContainerStatuses...) {
 		if t := cs.State.Terminated; t != nil && t.Reason == "OOMKilled" {
 			return mesospb.TaskStatus_REASON_CONTAINER_LIMITATION_MEMORY.Enum()

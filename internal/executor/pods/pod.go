@@ -114,7 +114,41 @@ func Start(cfg Config, pod *corev1.Pod) *Pod {
 		return p
 	}
 	go p.run()
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil {
+		go p.enforceDeadline(time.Duration(*d) * time.Second)
+	}
 	return p
+}
+
+// DeadlineExceeded is the reason of a pod that ran past its
+// activeDeadlineSeconds, with the kubelet's words for it.
+const (
+	DeadlineExceeded        = "DeadlineExceeded"
+	deadlineExceededMessage = "Pod was active on the node longer than the specified deadline"
+)
+
+// enforceDeadline does what the kubelet's active deadline handler does:
+// once the pod has been active for activeDeadlineSeconds (counted from its
+// start on this node), it is failed with reason DeadlineExceeded and its
+// containers are stopped with the pod's grace period; none restarts.
+func (p *Pod) enforceDeadline(d time.Duration) {
+	t := time.NewTimer(time.Until(p.startTime.Add(d)))
+	defer t.Stop()
+	select {
+	case <-p.doneCh:
+		return
+	case <-t.C:
+	}
+	p.mu.Lock()
+	if p.done || p.terminating {
+		p.mu.Unlock()
+		return
+	}
+	p.failed, p.failReason = deadlineExceededMessage, DeadlineExceeded
+	p.mu.Unlock()
+	p.event(corev1.EventTypeNormal, DeadlineExceeded, deadlineExceededMessage)
+	p.changed()
+	p.Terminate(p.graceFromSpec())
 }
 
 // validate refuses what the process runtime cannot run, with what to

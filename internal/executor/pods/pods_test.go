@@ -206,6 +206,43 @@ func TestRestartPolicyNeverAndInvalidPods(t *testing.T) {
 	}
 }
 
+func TestActiveDeadline(t *testing.T) {
+	r := &recorder{}
+	one := int64(1)
+	p := Start(testConfig(t, r), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "late", UID: "uid-6"},
+		Spec: corev1.PodSpec{ActiveDeadlineSeconds: &one, TerminationGracePeriodSeconds: &one,
+			Containers: []corev1.Container{sh("c", "sleep 300")}}})
+	select {
+	case <-p.Done():
+	case <-time.After(20 * time.Second):
+		p.Terminate(time.Second)
+		t.Fatal("a pod past its activeDeadlineSeconds still runs")
+	}
+	st := p.Status("")
+	if st.Phase != corev1.PodFailed || st.Reason != "DeadlineExceeded" || st.Message != "Pod was active on the node longer than the specified deadline" {
+		t.Fatalf("phase %v reason %q message %q", st.Phase, st.Reason, st.Message)
+	}
+	if cs := st.ContainerStatuses[0]; cs.State.Terminated == nil || cs.RestartCount != 0 {
+		t.Fatalf("the container should be stopped, not restarted: %+v", cs)
+	}
+	r.mu.Lock()
+	events := strings.Join(r.events, "\n")
+	r.mu.Unlock()
+	if !strings.Contains(events, "DeadlineExceeded: Pod was active on the node longer than the specified deadline") {
+		t.Fatalf("no DeadlineExceeded event in %q", events)
+	}
+
+	// A pod that ends before its deadline keeps its own outcome.
+	ten := int64(10)
+	p = Start(testConfig(t, r), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "quick", UID: "uid-7"},
+		Spec: corev1.PodSpec{ActiveDeadlineSeconds: &ten, RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{sh("c", "exit 0")}}})
+	<-p.Done()
+	if st := p.Status(""); st.Phase != corev1.PodSucceeded || st.Reason != "" {
+		t.Fatalf("phase %v reason %q", st.Phase, st.Reason)
+	}
+}
+
 // specs records what the pod asks the runtime to start.
 type specs struct {
 	runtime.Runtime
