@@ -299,15 +299,21 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 	})
 	metrics := httptest.NewServer(c.sched.Handler())
 	defer metrics.Close()
-	waitFor(t, "TASK_FAILED with REASON_MAX_COMPLETION_TIME_REACHED reaches the scheduler", 30*time.Second, func() bool {
-		resp, err := http.Get(metrics.URL + "/metrics")
-		if err != nil {
-			return false
+	// schedulerHeard says whether the scheduler counted a task update
+	// with these labels.
+	schedulerHeard := func(labels string) func() bool {
+		return func() bool {
+			resp, err := http.Get(metrics.URL + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(b), labels)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(b), `state="TASK_FAILED",reason="REASON_MAX_COMPLETION_TIME_REACHED"`)
-	})
+	}
+	waitFor(t, "TASK_FAILED with REASON_MAX_COMPLETION_TIME_REACHED reaches the scheduler", 30*time.Second,
+		schedulerHeard(`state="TASK_FAILED",reason="REASON_MAX_COMPLETION_TIME_REACHED"`))
 
 	// Memory over the limit: OOMKilled, where cgroups are writable.
 	if runtime.NewProcess("km-probe").CgroupsEnforced() {
@@ -323,15 +329,8 @@ func TestPodsRunOnTheExecutor(t *testing.T) {
 			return p.Status.ContainerStatuses[0].State.Terminated.Reason == "OOMKilled"
 		})
 		// Mesos hears it as the containerizer says it.
-		waitFor(t, "TASK_FAILED with REASON_CONTAINER_LIMITATION_MEMORY reaches the scheduler", 30*time.Second, func() bool {
-			resp, err := http.Get(metrics.URL + "/metrics")
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return strings.Contains(string(b), `state="TASK_FAILED",reason="REASON_CONTAINER_LIMITATION_MEMORY"`)
-		})
+		waitFor(t, "TASK_FAILED with REASON_CONTAINER_LIMITATION_MEMORY reaches the scheduler", 30*time.Second,
+			schedulerHeard(`state="TASK_FAILED",reason="REASON_CONTAINER_LIMITATION_MEMORY"`))
 	} else {
 		t.Log("cgroups are not writable here: the OOMKilled check is skipped")
 	}
